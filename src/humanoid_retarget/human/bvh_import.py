@@ -1,0 +1,127 @@
+"""BVH file -> canonical :class:`HumanMotion` (metres, Z up, floor at z = 0)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from humanoid_retarget.errors import InputFormatError, SkeletonError
+from humanoid_retarget.human.motion import (
+  CANONICAL_JOINTS,
+  HumanMotion,
+  J,
+  frames_from_positions,
+  matrices_to_wxyz,
+)
+from humanoid_retarget.human.skeleton import detect_preset, fill_missing
+from humanoid_retarget.io.bvh import BvhData, forward_kinematics, parse_bvh
+
+# Unit candidates: metres per file unit.
+UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "cgspeed": 0.056444}
+
+
+@dataclass
+class BvhImportConfig:
+  """How to read a BVH file.
+
+  Attributes:
+    skeleton: name preset ('auto', 'bandai', 'lafan1', 'cmu').
+    units: 'auto' or one of m, cm, mm, inch, cgspeed (CMU cgspeed conversion), or metres per unit as text.
+    up_axis: 'auto' or one of x, y, z, -x, -y, -z (the file's up direction).
+  """
+
+  skeleton: str = "auto"
+  units: str = "auto"
+  up_axis: str = "auto"
+
+
+def _up_rotation(up: np.ndarray) -> np.ndarray:
+  """Proper rotation mapping the unit axis ``up`` to +Z (right-handedness kept)."""
+  z = np.array([0.0, 0.0, 1.0])
+  if np.allclose(up, z):
+    return np.eye(3)
+  if np.allclose(up, -z):
+    return np.diag([1.0, -1.0, -1.0])
+  # Y up -> the GMR/LAFAN convention (x, y, z) -> (x, -z, y); X up similar.
+  axis = np.cross(up, z)
+  axis /= np.linalg.norm(axis)
+  ang = np.arccos(np.clip(np.dot(up, z), -1, 1))
+  K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+  return np.eye(3) + np.sin(ang) * K + (1 - np.cos(ang)) * K @ K
+
+
+def _detect_up(pos: np.ndarray) -> np.ndarray:
+  """The file's up axis: the axis along which head and neck sit above the ankles."""
+  d = np.mean(pos[:, J("neck")] - 0.5 * (pos[:, J("left_ankle")] + pos[:, J("right_ankle")]), axis=0)
+  k = int(np.argmax(np.abs(d)))
+  up = np.zeros(3)
+  up[k] = np.sign(d[k])
+  return up
+
+
+def _parse_up(s: str) -> np.ndarray:
+  s = s.strip().lower()
+  sign = -1.0 if s.startswith("-") else 1.0
+  k = {"x": 0, "y": 1, "z": 2}.get(s.lstrip("+-"))
+  if k is None:
+    raise ValueError(f"bad up axis '{s}'")
+  v = np.zeros(3)
+  v[k] = sign
+  return v
+
+
+def bvh_to_human(bvh: BvhData, cfg: BvhImportConfig = BvhImportConfig()) -> HumanMotion:
+  path = bvh.path
+  names = bvh.names
+  parents = [j.parent for j in bvh.joints]
+  preset, mapping = detect_preset(names, parents, cfg.skeleton, path)
+  pos_all, _ = forward_kinematics(bvh)
+  T = bvh.num_frames
+  pos = np.zeros((T, len(CANONICAL_JOINTS), 3))
+  for canon, src in mapping.items():
+    pos[:, J(canon)] = pos_all[:, names.index(src)]
+  # Up axis and units from the mapped joints.
+  up = _detect_up(pos) if cfg.up_axis == "auto" else _parse_up(cfg.up_axis)
+  R = _up_rotation(up)
+  pos = pos @ R.T
+  # Height of the skeleton (pelvis-to-ankle + pelvis-to-head distances), in file units.
+  leg = np.median(
+    np.linalg.norm(pos[:, J("left_hip")] - pos[:, J("left_knee")], axis=-1)
+    + np.linalg.norm(pos[:, J("left_knee")] - pos[:, J("left_ankle")], axis=-1))
+  if not np.isfinite(leg) or leg <= 0:
+    raise SkeletonError("degenerate skeleton: zero leg length", path)
+  if cfg.units == "auto":
+    # An adult leg (hip to ankle) is 0.7-1.0 m; pick the unit that lands closest to 0.85 m.
+    best = min(UNITS.items(), key=lambda kv: abs(np.log(leg * kv[1] / 0.85)))
+    unit_name, scale = best
+    if abs(np.log(leg * scale / 0.85)) > np.log(2.0):
+      unit_name, scale = "normalised", 0.85 / leg
+  else:
+    unit_name = cfg.units
+    scale = UNITS[cfg.units] if cfg.units in UNITS else float(cfg.units)
+  pos = pos * scale
+  have = set(mapping)
+  pos, filled = fill_missing(pos, have)
+  # Floor at z = 0: the feet's low points over the clip.
+  foot_z = np.minimum(pos[:, J("left_foot"), 2], pos[:, J("right_foot"), 2])
+  ankle_z = np.minimum(pos[:, J("left_ankle"), 2], pos[:, J("right_ankle"), 2])
+  low = np.minimum(foot_z, ankle_z - 0.05)
+  floor = float(np.percentile(low, 2.0)) - 0.02  # toe joints sit ~2 cm above the sole
+  pos[..., 2] -= floor
+  rot = matrices_to_wxyz(frames_from_positions(pos))
+  return HumanMotion(
+    fps=bvh.fps, positions=pos, rotations=rot, source=os.path.basename(path),
+    meta={"format": "bvh", "preset": preset, "units": unit_name, "metres_per_unit": scale,
+          "up_axis": up.tolist(), "interpolated": filled, "mapping": mapping},
+  )
+
+
+def load_bvh(path: str | os.PathLike, cfg: BvhImportConfig = BvhImportConfig()) -> HumanMotion:
+  """Read a BVH file into the canonical human motion."""
+  bvh = parse_bvh(path)
+  hm = bvh_to_human(bvh, cfg)
+  if not np.all(np.isfinite(hm.positions)):
+    raise InputFormatError("non-finite joint positions after import", str(path))
+  return hm

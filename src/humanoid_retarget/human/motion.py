@@ -1,0 +1,207 @@
+"""The canonical human motion: 22 SMPL body joints, global positions (m, Z up) and orientations.
+
+Orientation convention (for every joint): identity when the body stands in a T-pose facing +X
+with Z up (x forward, y left, z up), as SMPL's rest pose after turning it to face +X. Readers that
+only see joint positions (BVH) derive the frames from the bone geometry (see ``frames_from_positions``);
+readers with a body model (AMASS) give the model's own rotations, turned into this convention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+CANONICAL_JOINTS: tuple[str, ...] = (
+  "pelvis",
+  "left_hip",
+  "right_hip",
+  "spine1",
+  "left_knee",
+  "right_knee",
+  "spine2",
+  "left_ankle",
+  "right_ankle",
+  "spine3",
+  "left_foot",
+  "right_foot",
+  "neck",
+  "left_collar",
+  "right_collar",
+  "head",
+  "left_shoulder",
+  "right_shoulder",
+  "left_elbow",
+  "right_elbow",
+  "left_wrist",
+  "right_wrist",
+)
+CANONICAL_PARENTS: tuple[int, ...] = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
+JOINT_INDEX: dict[str, int] = {n: i for i, n in enumerate(CANONICAL_JOINTS)}
+NUM_JOINTS = len(CANONICAL_JOINTS)
+
+
+def J(name: str) -> int:
+  """Index of a canonical joint by name."""
+  return JOINT_INDEX[name]
+
+
+@dataclass
+class HumanMotion:
+  """A human motion on the canonical skeleton.
+
+  Attributes:
+    fps: frames per second.
+    positions: (T, 22, 3) global joint positions, metres, Z up, floor at z = 0.
+    rotations: (T, 22, 4) global joint orientations, quaternion wxyz (convention in module doc).
+    joint_names: the 22 canonical names, in order.
+    source: file name the motion came from.
+    meta: free-form facts about the import (preset, units, up axis, interpolated joints).
+  """
+
+  fps: float
+  positions: np.ndarray
+  rotations: np.ndarray
+  joint_names: tuple[str, ...] = CANONICAL_JOINTS
+  source: str = ""
+  meta: dict = field(default_factory=dict)
+
+  def __post_init__(self) -> None:
+    self.positions = np.asarray(self.positions, dtype=np.float64)
+    self.rotations = np.asarray(self.rotations, dtype=np.float64)
+    T = self.positions.shape[0]
+    if self.positions.shape != (T, NUM_JOINTS, 3):
+      raise ValueError(f"positions must be (T, {NUM_JOINTS}, 3), got {self.positions.shape}")
+    if self.rotations.shape != (T, NUM_JOINTS, 4):
+      raise ValueError(f"rotations must be (T, {NUM_JOINTS}, 4), got {self.rotations.shape}")
+
+  @property
+  def num_frames(self) -> int:
+    return int(self.positions.shape[0])
+
+  @property
+  def duration(self) -> float:
+    return (self.num_frames - 1) / self.fps
+
+  def resample(self, fps: float) -> "HumanMotion":
+    """Resample to ``fps``: positions linearly interpolated, orientations slerped."""
+    if abs(fps - self.fps) < 1e-9 or self.num_frames < 2:
+      return HumanMotion(self.fps if self.num_frames < 2 else fps, self.positions.copy(),
+                         self.rotations.copy(), self.joint_names, self.source, dict(self.meta))
+    t_src = np.arange(self.num_frames) / self.fps
+    n_new = int(np.floor(t_src[-1] * fps + 1e-9)) + 1
+    t_new = np.arange(n_new) / fps
+    pos = np.empty((n_new, NUM_JOINTS, 3))
+    for d in range(3):
+      for j in range(NUM_JOINTS):
+        pos[:, j, d] = np.interp(t_new, t_src, self.positions[:, j, d])
+    rot = np.empty((n_new, NUM_JOINTS, 4))
+    for j in range(NUM_JOINTS):
+      r = Rotation.from_quat(self.rotations[:, j], scalar_first=True)
+      rot[:, j] = Slerp(t_src, r)(t_new).as_quat(scalar_first=True)
+    return HumanMotion(fps, pos, rot, self.joint_names, self.source, dict(self.meta))
+
+  def slice(self, start: int, stop: int) -> "HumanMotion":
+    return HumanMotion(self.fps, self.positions[start:stop].copy(), self.rotations[start:stop].copy(),
+                       self.joint_names, self.source, dict(self.meta))
+
+
+def _normalize(v: np.ndarray, eps: float = 1e-9) -> np.ndarray:
+  return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), eps)
+
+
+def frame_from_axes(x_hint: np.ndarray, z_axis: np.ndarray) -> np.ndarray:
+  """Right-handed frames with z along ``z_axis`` and x as close as possible to ``x_hint``.
+
+  Args: x_hint, z_axis: (..., 3). Returns: (..., 3, 3) rotation matrices (columns x, y, z).
+  """
+  z = _normalize(z_axis)
+  x = x_hint - np.sum(x_hint * z, axis=-1, keepdims=True) * z
+  x = _normalize(x)
+  y = np.cross(z, x)
+  return np.stack([x, y, z], axis=-1)
+
+
+def frame_from_lateral(y_hint: np.ndarray, z_hint: np.ndarray) -> np.ndarray:
+  """Frames with y along ``y_hint`` (the left direction) and z as close as possible to ``z_hint``."""
+  y = _normalize(y_hint)
+  z = z_hint - np.sum(z_hint * y, axis=-1, keepdims=True) * y
+  z = _normalize(z)
+  x = np.cross(y, z)
+  return np.stack([x, y, z], axis=-1)
+
+
+# Direction of each bone (joint -> its first child) in the canonical T-pose facing +X, Z up.
+_REST_CHILD: dict[int, int] = {
+  0: 3, 3: 6, 6: 9, 9: 12, 12: 15,
+  1: 4, 4: 7, 7: 10, 2: 5, 5: 8, 8: 11,
+  13: 16, 16: 18, 18: 20, 14: 17, 17: 19, 19: 21,
+}
+_REST_DIR: dict[int, np.ndarray] = {}
+for _j in (0, 3, 6, 9, 12):
+  _REST_DIR[_j] = np.array([0.0, 0.0, 1.0])
+for _j in (1, 2, 4, 5):
+  _REST_DIR[_j] = np.array([0.0, 0.0, -1.0])
+for _j in (7, 8):
+  _REST_DIR[_j] = np.array([1.0, 0.0, -0.3]) / np.linalg.norm([1.0, 0.0, -0.3])
+_REST_DIR[13] = _REST_DIR[16] = _REST_DIR[18] = np.array([0.0, 1.0, 0.0])
+_REST_DIR[14] = _REST_DIR[17] = _REST_DIR[19] = np.array([0.0, -1.0, 0.0])
+
+
+def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """Smallest rotations taking unit vectors a to b. a, b: (T, 3) -> (T, 3, 3)."""
+  a = _normalize(a)
+  b = _normalize(b)
+  v = np.cross(a, b)
+  c = np.sum(a * b, axis=-1)
+  s = np.linalg.norm(v, axis=-1)
+  axis = np.where(s[:, None] > 1e-9, v / np.maximum(s, 1e-12)[:, None], np.array([0.0, 0.0, 1.0]))
+  # Opposite vectors: any perpendicular axis.
+  perp = np.cross(a, np.array([1.0, 0.0, 0.0]))
+  perp = np.where(np.linalg.norm(perp, axis=-1, keepdims=True) < 1e-6, np.cross(a, np.array([0.0, 1.0, 0.0])), perp)
+  axis = np.where((s < 1e-9)[:, None] & (c < 0)[:, None], _normalize(perp), axis)
+  ang = np.arctan2(s, c)
+  return Rotation.from_rotvec(axis * ang[:, None]).as_matrix()
+
+
+def frames_from_positions(pos: np.ndarray) -> np.ndarray:
+  """Global orientations of the 22 canonical joints derived from joint positions alone.
+
+  Pelvis: y along right hip -> left hip, z towards spine1. Spine chain and neck: y along the shoulder
+  line, z along the bone. Head: that of the neck. Limbs: the parent's frame swung so the rest bone
+  direction meets the observed one (twist about the bone is not observable from positions and is
+  taken from the parent). End joints (feet, wrists) take their parent's frame.
+
+  Args: pos: (T, 22, 3). Returns: (T, 22, 3, 3).
+  """
+  T = pos.shape[0]
+  R = np.zeros((T, NUM_JOINTS, 3, 3))
+  lat_hips = pos[:, J("left_hip")] - pos[:, J("right_hip")]
+  up_pelvis = pos[:, J("spine1")] - pos[:, J("pelvis")]
+  # Spine1 may coincide with the pelvis in some skeletons; fall back to spine3.
+  weak = np.linalg.norm(up_pelvis, axis=-1) < 1e-3
+  up_pelvis[weak] = (pos[:, J("spine3")] - pos[:, J("pelvis")])[weak]
+  R[:, 0] = frame_from_lateral(lat_hips, up_pelvis)
+  lat_sh = pos[:, J("left_shoulder")] - pos[:, J("right_shoulder")]
+  for j, child in ((3, 6), (6, 9), (9, 12), (12, 15)):
+    d = pos[:, child] - pos[:, j]
+    weak = np.linalg.norm(d, axis=-1) < 1e-3
+    d[weak] = R[:, CANONICAL_PARENTS[j], :, 2][weak]
+    R[:, j] = frame_from_lateral(lat_sh, d)
+  R[:, 15] = R[:, 12]
+  for j in (1, 4, 7, 2, 5, 8, 13, 16, 18, 14, 17, 19):
+    p = CANONICAL_PARENTS[j]
+    Rp = R[:, p] if j not in (13, 14) else R[:, 9]
+    d_obs = pos[:, _REST_CHILD[j]] - pos[:, j]
+    d_local = np.einsum("tji,tj->ti", Rp, d_obs)  # Rp^T d
+    R[:, j] = Rp @ _swing(np.broadcast_to(_REST_DIR[j], (T, 3)), d_local)
+  for j in (10, 11, 20, 21):
+    R[:, j] = R[:, CANONICAL_PARENTS[j]]
+  return R
+
+
+def matrices_to_wxyz(R: np.ndarray) -> np.ndarray:
+  shp = R.shape[:-2]
+  q = Rotation.from_matrix(R.reshape(-1, 3, 3)).as_quat(scalar_first=True)
+  return q.reshape(*shp, 4)

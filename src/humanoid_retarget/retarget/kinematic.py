@@ -1,0 +1,313 @@
+"""Whole-sequence kinematic retargeting.
+
+All frames of a clip are solved together by damped Gauss-Newton: each iteration computes FK and
+Jacobians for every frame at once (numpy), adds a temporal term that pulls each frame towards a
+low-pass filtered copy of the current solution, self-collision penalties on the MJCF's capsules,
+a posture prior, and solves the T small normal systems in one batched call. Joint limits are kept by
+projection with a margin; joint speed by a final forward-backward rate limit; the feet by pinned
+contact targets and a root height correction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+from scipy.spatial.transform import Rotation
+
+from humanoid_retarget.human.motion import HumanMotion
+from humanoid_retarget.io.motion import RobotMotion
+from humanoid_retarget.retarget.targets import TargetConfig, Targets, build_targets
+from humanoid_retarget.robot.collision import capsule_distance
+from humanoid_retarget.robot.config import Robot
+
+
+@dataclass
+class KinematicConfig:
+  """Solver settings (defaults tuned once on Bandai clips, valid for any robot config)."""
+
+  targets: TargetConfig = field(default_factory=TargetConfig)
+  iterations: int = 14
+  damping: float = 1e-3
+  posture_weight: float = 0.03
+  smooth_weight: float = 0.6  # pull towards the low-pass filtered solution
+  smooth_sigma_s: float = 0.035
+  collision_weight: float = 6.0
+  collision_margin: float = 0.015  # metres of clearance the solver keeps between capsules
+  contact_weight_gain: float = 3.0  # stance feet weigh this much more
+  max_step_rad: float = 0.45  # per 1/30 s: hard cap on joint change (the joint-jump threshold is 0.5)
+  floor_correction: bool = True
+
+
+@dataclass
+class SolveStats:
+  iterations: int = 0
+  final_pos_rms: float = 0.0
+  collision_pairs: int = 0
+
+
+def _exp(rv: np.ndarray) -> np.ndarray:
+  return Rotation.from_rotvec(rv.reshape(-1, 3)).as_matrix().reshape(*rv.shape[:-1], 3, 3)
+
+
+def _log(R: np.ndarray) -> np.ndarray:
+  return Rotation.from_matrix(R.reshape(-1, 3, 3)).as_rotvec().reshape(*R.shape[:-2], 3)
+
+
+class CollisionPairs:
+  """Capsule pairs checked by the solver: different bodies, not parent/child, not touching at rest."""
+
+  def __init__(self, robot: Robot):
+    m = robot.model
+    caps = m.capsules
+    ignore = {frozenset(p) for p in robot.config.collision_ignore}
+    rest_pos, rest_rot = robot.rest_body_pos, robot.rest_body_rot
+    pairs = []
+    for i in range(len(caps)):
+      for j in range(i + 1, len(caps)):
+        bi, bj = caps[i].body, caps[j].body
+        if bi == bj or m.body_parent[bi] == bj or m.body_parent[bj] == bi:
+          continue
+        if frozenset((m.body_names[bi], m.body_names[bj])) in ignore:
+          continue
+        # Bodies welded through one short chain near each other at rest (e.g. pelvis and hip) are skipped
+        # when they already overlap in the rest pose: that contact is part of the design.
+        pi = rest_pos[bi] + rest_rot[bi] @ caps[i].a
+        qi = rest_pos[bi] + rest_rot[bi] @ caps[i].b
+        pj = rest_pos[bj] + rest_rot[bj] @ caps[j].a
+        qj = rest_pos[bj] + rest_rot[bj] @ caps[j].b
+        d, _, _ = capsule_distance(pi, qi, caps[i].radius, pj, qj, caps[j].radius)
+        if d < 0.005:
+          continue
+        pairs.append((i, j))
+    self.pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    self.cap_body = np.array([c.body for c in caps], dtype=np.int64)
+    self.cap_a = np.array([c.a for c in caps]).reshape(-1, 3)
+    self.cap_b = np.array([c.b for c in caps]).reshape(-1, 3)
+    self.cap_r = np.array([c.radius for c in caps])
+
+  def world_segments(self, pos: np.ndarray, rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    R = rot[:, self.cap_body]
+    a = pos[:, self.cap_body] + np.einsum("tcij,cj->tci", R, self.cap_a)
+    b = pos[:, self.cap_body] + np.einsum("tcij,cj->tci", R, self.cap_b)
+    return a, b
+
+  def distances(self, pos: np.ndarray, rot: np.ndarray, pairs: np.ndarray | None = None):
+    """Signed distances (T, P) and closest points (T, P, 3) x 2 for ``pairs`` (default: all)."""
+    pairs = self.pairs if pairs is None else pairs
+    a, b = self.world_segments(pos, rot)
+    i, j = pairs[:, 0], pairs[:, 1]
+    return capsule_distance(a[:, i], b[:, i], self.cap_r[i], a[:, j], b[:, j], self.cap_r[j])
+
+
+_PAIR_CACHE: dict[int, CollisionPairs] = {}
+
+
+def collision_pairs(robot: Robot) -> CollisionPairs:
+  key = id(robot)
+  if key not in _PAIR_CACHE:
+    _PAIR_CACHE[key] = CollisionPairs(robot)
+  return _PAIR_CACHE[key]
+
+
+def _rate_limit(q: np.ndarray, max_step: np.ndarray) -> np.ndarray:
+  """Forward then backward clamp of per-frame joint changes to ``max_step`` (J,)."""
+  q = q.copy()
+  for t in range(1, q.shape[0]):
+    q[t] = np.clip(q[t], q[t - 1] - max_step, q[t - 1] + max_step)
+  for t in range(q.shape[0] - 2, -1, -1):
+    q[t] = np.clip(q[t], q[t + 1] - max_step, q[t + 1] + max_step)
+  return q
+
+
+def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = KinematicConfig(),
+          q_init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, SolveStats]:
+  """Solve for root position (T, 3), root rotation (T, 3, 3) and joints (T, J)."""
+  m = robot.model
+  links = robot.config.links
+  T = targets.pos.shape[0]
+  L = len(links)
+  nq = m.num_joints
+  nv = 6 + nq
+  lo = m.joint_range[:, 0] + robot.config.joint_limit_margin
+  hi = m.joint_range[:, 1] - robot.config.joint_limit_margin
+  bad = lo > hi
+  mid = 0.5 * (m.joint_range[:, 0] + m.joint_range[:, 1])
+  lo = np.where(bad, mid, lo)
+  hi = np.where(bad, mid, hi)
+  q_nom = np.clip(np.zeros(nq), lo, hi)
+
+  wpos = np.array([lk.position_weight for lk in links])
+  wrot = np.array([lk.orientation_weight for lk in links])
+  W_pos = np.broadcast_to(wpos, (T, L)).copy()
+  W_rot = np.broadcast_to(wrot, (T, L)).copy()
+  for s, side in enumerate(("left", "right")):
+    for k, lk in enumerate(links):
+      if lk.orientation == f"{side}_foot":
+        gain = 1.0 + (cfg.contact_weight_gain - 1.0) * targets.contacts[:, s]
+        W_pos[:, k] *= gain
+        W_rot[:, k] *= gain
+  rot_links = np.flatnonzero(wrot > 0)
+  pos_links = np.flatnonzero(wpos > 0)
+  link_body = robot.link_body
+  link_point = robot.link_point
+
+  # Initial guess: root at the root target, oriented as the pelvis target; joints at the nominal pose.
+  root_k = next(k for k, lk in enumerate(links) if lk.mode == "root")
+  root_rot = targets.rot[:, root_k] @ robot.rest_body_rot[link_body[root_k]].T
+  root_pos = targets.pos[:, root_k] - np.einsum("tij,j->ti", root_rot, robot.rest_point(root_k))
+  q = np.broadcast_to(q_nom, (T, nq)).copy() if q_init is None else np.clip(q_init, lo, hi)
+
+  cp = collision_pairs(robot)
+  sigma = max(cfg.smooth_sigma_s * fps, 0.5)
+  posture_w = cfg.posture_weight * robot.posture_weight
+  stats = SolveStats()
+  eye = np.eye(nv)
+  active_pairs = cp.pairs
+  for it in range(cfg.iterations):
+    pos, rot = m.fk(root_pos, root_rot, q)
+    anchors, axes = m.joint_world(pos, rot)
+    pts = pos[:, link_body] + np.einsum("tkij,kj->tki", rot[:, link_body], link_point)
+    H = np.zeros((T, nv, nv))
+    g = np.zeros((T, nv))
+    # Position residuals.
+    r = (pts - targets.pos)[:, pos_links]  # (T, K, 3)
+    Jp = m.point_jacobian(link_body[pos_links], pts[:, pos_links], root_pos, anchors, axes)  # (T,K,3,nv)
+    w = W_pos[:, pos_links] ** 2  # (T, K)
+    H += np.einsum("tk,tkav,tkaw->tvw", w, Jp, Jp)
+    g += np.einsum("tk,tkav,tka->tv", w, Jp, r)
+    stats.final_pos_rms = float(np.sqrt(np.mean(np.sum(r**2, -1))))
+    # Orientation residuals: world-frame rotation vector of R_cur R_tgt^T.
+    if len(rot_links):
+      Rc = rot[:, link_body[rot_links]]
+      e = _log(Rc @ np.swapaxes(targets.rot[:, rot_links], -1, -2))  # (T, K, 3)
+      Jr = m.rotation_jacobian(link_body[rot_links], axes)
+      w = W_rot[:, rot_links] ** 2
+      H += np.einsum("tk,tkav,tkaw->tvw", w, Jr, Jr)
+      g += np.einsum("tk,tkav,tka->tv", w, Jr, e)
+    # Posture prior on joints.
+    idx = np.arange(6, nv)
+    H[:, idx, idx] += posture_w**2
+    g[:, 6:] += posture_w**2 * (q - q_nom)
+    # Temporal smoothness: proximal pull to the filtered current solution (after the first iterations).
+    if it >= 2 and T > 3 and cfg.smooth_weight > 0:
+      ws = cfg.smooth_weight**2
+      q_s = gaussian_filter1d(q, sigma, axis=0, mode="nearest")
+      p_s = gaussian_filter1d(root_pos, sigma, axis=0, mode="nearest")
+      H[:, idx, idx] += ws
+      g[:, 6:] += ws * (q - q_s)
+      H[:, [0, 1, 2], [0, 1, 2]] += ws
+      g[:, :3] += ws * (root_pos - p_s)
+    # Self-collision penalties.
+    if len(active_pairs) and it >= 1:
+      d, c1, c2 = cp.distances(pos, rot, active_pairs)
+      viol = d < cfg.collision_margin
+      if it == 1:
+        # Keep only pairs that ever come near; later iterations check just those.
+        near = (d < cfg.collision_margin + 0.05).any(axis=0)
+        active_pairs = active_pairs[near]
+        d, c1, c2, viol = d[:, near], c1[:, near], c2[:, near], viol[:, near]
+      stats.collision_pairs = int(len(active_pairs))
+      tt, pp = np.nonzero(viol)
+      if len(tt):
+        n = c1[tt, pp] - c2[tt, pp]
+        n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
+        ba = cp.cap_body[active_pairs[pp, 0]]
+        bb = cp.cap_body[active_pairs[pp, 1]]
+        Ja = _point_jac_rows(m, ba, c1[tt, pp], root_pos[tt], anchors[tt], axes[tt])
+        Jb = _point_jac_rows(m, bb, c2[tt, pp], root_pos[tt], anchors[tt], axes[tt])
+        jrow = np.einsum("na,nav->nv", n, Ja - Jb)  # d(distance)/dx
+        res = cfg.collision_margin - d[tt, pp]  # > 0 when violated; residual = w * res, J = -w * jrow
+        wc = cfg.collision_weight**2
+        np.add.at(H, tt, wc * jrow[:, :, None] * jrow[:, None, :])
+        np.add.at(g, tt, -wc * res[:, None] * jrow)
+    H += cfg.damping * eye
+    dx = -np.linalg.solve(H, g[..., None])[..., 0]
+    root_pos = root_pos + dx[:, :3]
+    root_rot = _exp(dx[:, 3:6]) @ root_rot
+    q = np.clip(q + dx[:, 6:], lo, hi)
+    stats.iterations = it + 1
+  # Joint speed: rate limit to the robot's velocity limits and the joint-jump bound.
+  step = np.minimum(robot.velocity_limits / fps, cfg.max_step_rad * 30.0 / fps)
+  q = np.clip(_rate_limit(q, step), lo, hi)
+  return root_pos, root_rot, q, stats
+
+
+def _point_jac_rows(m, bodies, points, root_pos, anchors, axes) -> np.ndarray:
+  """Point Jacobians for N (frame, body, point) rows: (N, 3, nv)."""
+  N = len(bodies)
+  Jm = np.zeros((N, 3, 6 + m.num_joints))
+  Jm[:, 0, 0] = Jm[:, 1, 1] = Jm[:, 2, 2] = 1.0
+  r = points - root_pos
+  Jm[:, 0, 4], Jm[:, 0, 5] = r[:, 2], -r[:, 1]
+  Jm[:, 1, 3], Jm[:, 1, 5] = -r[:, 2], r[:, 0]
+  Jm[:, 2, 3], Jm[:, 2, 4] = r[:, 1], -r[:, 0]
+  mask = m.ancestor_joint_mask[bodies]  # (N, J)
+  cols = np.cross(axes, points[:, None, :] - anchors) * mask[:, :, None]  # (N, J, 3)
+  Jm[:, :, 6:] = np.swapaxes(cols, 1, 2)
+  return Jm
+
+
+def foot_lowest(robot: Robot, pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
+  """Lowest sole point height of each foot, (T, 2)."""
+  out = []
+  for side in ("left", "right"):
+    b = robot.foot_bodies[side]
+    pts = pos[:, b, None, :] + np.einsum("tij,pj->tpi", rot[:, b], robot.foot_points[side])
+    out.append(pts[..., 2].min(axis=1))
+  return np.stack(out, axis=1)
+
+
+def floor_correction(robot: Robot, root_pos: np.ndarray, root_rot: np.ndarray, q: np.ndarray,
+                     contacts: np.ndarray, fps: float) -> np.ndarray:
+  """Shift the root vertically so that stance feet touch the floor and no foot goes through it."""
+  pos, rot = robot.model.fk(root_pos, root_rot, q)
+  low = foot_lowest(robot, pos, rot)  # (T, 2)
+  T = low.shape[0]
+  want = np.full(T, np.nan)
+  stance = contacts.any(axis=1)
+  lowest_stance = np.where(contacts, low, np.inf).min(axis=1)
+  want[stance] = -lowest_stance[stance]
+  if stance.any():
+    t = np.arange(T)
+    want = np.interp(t, t[stance], want[stance])
+  else:
+    want = np.zeros(T)
+  if T > 3:
+    want = gaussian_filter1d(want, max(0.05 * fps, 0.5), mode="nearest")
+  need = -low.min(axis=1)  # shift that puts the lowest point exactly on the floor
+  shift = np.maximum(want, need - 0.0)
+  # A second smoothing that never drops below the non-penetration bound.
+  if T > 3:
+    shift = np.maximum(gaussian_filter1d(shift, max(0.03 * fps, 0.5), mode="nearest"), need)
+  out = root_pos.copy()
+  out[:, 2] += shift
+  return out
+
+
+def retarget_kinematic(human: HumanMotion, robot: Robot, cfg: KinematicConfig = KinematicConfig()) -> RobotMotion:
+  """Human motion -> robot motion (format 1) at the human's fps."""
+  targets = build_targets(human, robot, cfg.targets)
+  root_pos, root_rot, q, _ = solve(targets, robot, human.fps, cfg)
+  if cfg.floor_correction:
+    root_pos = floor_correction(robot, root_pos, root_rot, q, targets.contacts, human.fps)
+  return make_motion(robot, root_pos, root_rot, q, targets.contacts, human.fps, "kinematic", human.source)
+
+
+def make_motion(robot: Robot, root_pos: np.ndarray, root_rot: np.ndarray, q: np.ndarray, contacts: np.ndarray,
+                fps: float, method: str, source: str) -> RobotMotion:
+  m = robot.model
+  pos, rot = m.fk(root_pos, root_rot, q)
+  T = q.shape[0]
+  quat = Rotation.from_matrix(rot.reshape(-1, 3, 3)).as_quat(scalar_first=True).reshape(T, -1, 4)
+  # Keep each quaternion track continuous (no sign flips between frames).
+  dots = np.sum(quat[1:] * quat[:-1], axis=-1)
+  flips = np.cumsum(dots < 0, axis=0) % 2
+  quat[1:] *= np.where(flips[..., None] == 1, -1.0, 1.0)
+  root_k = m.body_index(robot.config.root_body)
+  return RobotMotion(
+    robot=robot.name, fps=float(fps), joint_names=list(m.joint_names), dof_pos=q, root_pos=pos[:, root_k],
+    root_quat=quat[:, root_k], body_names=list(m.body_names), body_pos_w=pos, body_quat_w=quat,
+    contacts=contacts.astype(bool), method=method, source=source,
+  )
