@@ -1,0 +1,113 @@
+"""``humanoid-retarget eval``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated
+
+import tyro
+
+from humanoid_retarget.errors import RetargetError
+
+COLUMNS = [
+  ("joint_jump_pct", "jump%"), ("self_collision_pct", "coll%"), ("joint_limit_pct", "limit%"),
+  ("penetration_pct", "pen%"), ("lowest_foot_mean_cm", "low_cm"), ("foot_skate_cms", "skate_cm/s"),
+  ("keypoint_error_cm", "kp_cm"),
+]
+
+
+def _motion_files(paths: list[str]) -> list[str]:
+  out = []
+  for p in paths:
+    if os.path.isdir(p):
+      for d, _, fs in os.walk(p):
+        out += [os.path.join(d, f) for f in fs if f.endswith(".npz") and not f.startswith(".")]
+    else:
+      out.append(p)
+  return sorted(out)
+
+
+def _match_human(motion_path: str, source: str, humans: list[str]) -> str | None:
+  """The human file for a motion: same stem as the motion file or as its recorded source."""
+  from humanoid_retarget.human.load import list_inputs
+
+  files = []
+  for h in humans:
+    files += list_inputs(h)
+  stems = {os.path.splitext(os.path.basename(f))[0]: f for f in files}
+  for key in (os.path.splitext(os.path.basename(motion_path))[0], os.path.splitext(source)[0]):
+    if key in stems:
+      return stems[key]
+  return None
+
+
+def format_table(rows: list[dict], agg: dict | None) -> str:
+  head = f"{'clip':<44}" + "".join(f"{c:>11}" for _, c in COLUMNS)
+  lines = [head, "-" * len(head)]
+  def fmt(v):
+    return f"{v:>11.2f}" if isinstance(v, (int, float)) else f"{'-':>11}"
+  for r in rows:
+    lines.append(f"{r['clip'][:44]:<44}" + "".join(fmt(r.get(k)) for k, _ in COLUMNS))
+  if agg:
+    lines.append("-" * len(head))
+    lines.append(f"{'ALL (' + str(agg['clips']) + ' clips, ' + str(agg['frames']) + ' frames)':<44}"
+                 + "".join(fmt(agg.get(k)) for k, _ in COLUMNS))
+  return "\n".join(lines)
+
+
+def evaluate(
+  motions: tyro.conf.Positional[list[str]],
+  human: list[str] = [],
+  json_out: Annotated[str, tyro.conf.arg(name="json")] = "",
+  robot: str = "",
+  quiet: bool = False,
+) -> int:
+  """Quality metrics of robot motions, per clip and aggregated (frame-weighted), as a table and JSON.
+
+  Args:
+    motions: motion files or folders of them.
+    human: source human files or folders, for the key-point error (matched by file stem).
+    json_out: write the results to this JSON file.
+    robot: robot config or name (default: the robot named in each motion file).
+    quiet: print only the aggregate line.
+  """
+  from humanoid_retarget.batch import one_line_error
+  from humanoid_retarget.eval.metrics import aggregate, evaluate_motion
+  from humanoid_retarget.human.load import load_human
+  from humanoid_retarget.io.motion import atomic_write_bytes, load_motion
+  from humanoid_retarget.pipeline import cached_robot
+
+  files = _motion_files(motions)
+  if not files:
+    raise RetargetError("no motion files (.npz) found", " ".join(motions))
+  rows, objs, failed = [], [], []
+  by_method: dict[str, list] = {}
+  for f in files:
+    try:
+      m = load_motion(f)
+      rob = cached_robot(robot or m.robot)
+      h = None
+      if human:
+        hp = _match_human(f, m.source, human)
+        if hp:
+          h = load_human(hp)
+      r = evaluate_motion(rob, m, h, clip=os.path.basename(f))
+      objs.append(r)
+      rows.append(r.as_dict())
+      by_method.setdefault(m.method, []).append(r)
+    except Exception as e:  # noqa: BLE001
+      failed.append(one_line_error(e, f))
+  agg = aggregate(objs)
+  per_method = {k: aggregate(v) for k, v in by_method.items()}
+  print(format_table([] if quiet else rows, agg))
+  if json_out:
+    doc = {"clips": rows, "aggregate": agg, "by_method": per_method, "failed": failed}
+    atomic_write_bytes(json_out, json.dumps(doc, indent=1, default=float).encode())
+  if failed:
+    print("failed:", file=sys.stderr)
+    for msg in failed:
+      print(f"  {msg}", file=sys.stderr)
+    return 1
+  return 0

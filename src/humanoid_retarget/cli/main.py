@@ -1,0 +1,71 @@
+"""``humanoid-retarget``: one entry point, one module per subcommand.
+
+Each subcommand is a typed function parsed by tyro; modules are imported only when their command
+runs, so ``--help`` and light commands start fast. Errors caused by input print one line
+(``error: FILE: problem``) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command words -> "module:function". Two-word commands form groups ("robot init").
+COMMANDS: dict[str, str] = {
+  "retarget": "humanoid_retarget.cli.retarget_cmd:retarget",
+  "export": "humanoid_retarget.cli.export_cmd:export",
+  "eval": "humanoid_retarget.cli.eval_cmd:evaluate",
+  "sample": "humanoid_retarget.cli.sample_cmd:sample",
+}
+
+HELP = {
+  "retarget": "human motion (BVH / AMASS; a file or a folder) -> robot motion .npz",
+  "export": "motion .npz -> mjlab / beyondmimic tracking npz, G1 CSV, GMR pickle",
+  "eval": "quality metrics of robot motions (table and JSON)",
+  "sample": "write the built-in sample human motion (BVH) the project generates itself",
+}
+
+
+def _usage() -> str:
+  lines = ["usage: humanoid-retarget COMMAND [options]   (COMMAND --help for its options)", "", "commands:"]
+  for name in COMMANDS:
+    lines.append(f"  {name:<14} {HELP.get(name, '')}")
+  return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if not argv or argv[0] in ("-h", "--help", "help"):
+    print(_usage())
+    return 0
+  name = argv[0]
+  rest = argv[1:]
+  if len(argv) > 1 and f"{argv[0]} {argv[1]}" in COMMANDS:
+    name = f"{argv[0]} {argv[1]}"
+    rest = argv[2:]
+  if name not in COMMANDS:
+    groups = sorted({k.split()[1] for k in COMMANDS if k.startswith(name + " ")})
+    if groups:
+      print(f"error: '{name}' needs a subcommand: {', '.join(groups)}", file=sys.stderr)
+    else:
+      print(f"error: unknown command '{name}'\n\n{_usage()}", file=sys.stderr)
+    return 2
+  mod, fn = COMMANDS[name].split(":")
+  func = getattr(importlib.import_module(mod), fn)
+  import tyro
+
+  from humanoid_retarget.errors import RetargetError
+
+  try:
+    result = tyro.cli(func, args=rest, prog=f"humanoid-retarget {name}", description=func.__doc__)
+  except RetargetError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    return 130
+  return int(result or 0)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
