@@ -176,6 +176,24 @@ def frames_from_positions(pos: np.ndarray) -> np.ndarray:
   Args: pos: (T, 22, 3). Returns: (T, 22, 3, 3).
   """
   T = pos.shape[0]
+  R = trunk_frames(pos)
+  for j in (1, 4, 7, 2, 5, 8, 13, 16, 18, 14, 17, 19):
+    p = CANONICAL_PARENTS[j]
+    Rp = R[:, p] if j not in (13, 14) else R[:, 9]
+    d_obs = pos[:, _REST_CHILD[j]] - pos[:, j]
+    d_local = np.einsum("tji,tj->ti", Rp, d_obs)  # Rp^T d
+    R[:, j] = Rp @ _swing(np.broadcast_to(_REST_DIR[j], (T, 3)), d_local)
+  for j in (10, 11, 20, 21):
+    R[:, j] = R[:, CANONICAL_PARENTS[j]]
+  return R
+
+
+def trunk_frames(pos: np.ndarray) -> np.ndarray:
+  """The pelvis, spine, neck and head frames of :func:`frames_from_positions` alone (cheap).
+
+  Args: pos: (T, 22, 3). Returns: (T, 22, 3, 3), zero for the limb joints.
+  """
+  T = pos.shape[0]
   R = np.zeros((T, NUM_JOINTS, 3, 3))
   lat_hips = pos[:, J("left_hip")] - pos[:, J("right_hip")]
   up_pelvis = pos[:, J("spine1")] - pos[:, J("pelvis")]
@@ -190,14 +208,6 @@ def frames_from_positions(pos: np.ndarray) -> np.ndarray:
     d[weak] = R[:, CANONICAL_PARENTS[j], :, 2][weak]
     R[:, j] = frame_from_lateral(lat_sh, d)
   R[:, 15] = R[:, 12]
-  for j in (1, 4, 7, 2, 5, 8, 13, 16, 18, 14, 17, 19):
-    p = CANONICAL_PARENTS[j]
-    Rp = R[:, p] if j not in (13, 14) else R[:, 9]
-    d_obs = pos[:, _REST_CHILD[j]] - pos[:, j]
-    d_local = np.einsum("tji,tj->ti", Rp, d_obs)  # Rp^T d
-    R[:, j] = Rp @ _swing(np.broadcast_to(_REST_DIR[j], (T, 3)), d_local)
-  for j in (10, 11, 20, 21):
-    R[:, j] = R[:, CANONICAL_PARENTS[j]]
   return R
 
 

@@ -21,6 +21,7 @@ from humanoid_retarget.io.motion import RobotMotion
 from humanoid_retarget.retarget.targets import TargetConfig, Targets, build_targets
 from humanoid_retarget.robot.collision import capsule_distance
 from humanoid_retarget.robot.config import Robot
+from humanoid_retarget.robot.model import Capsule
 
 
 @dataclass
@@ -30,12 +31,14 @@ class KinematicConfig:
   targets: TargetConfig = field(default_factory=TargetConfig)
   iterations: int = 14
   damping: float = 1e-3
+  damping_start: float = 0.3  # Levenberg-Marquardt style: large early steps are damped, then relaxed
   posture_weight: float = 0.03
   smooth_weight: float = 0.6  # pull towards the low-pass filtered solution
   smooth_sigma_s: float = 0.035
   collision_weight: float = 6.0
   collision_margin: float = 0.015  # metres of clearance the solver keeps between capsules
   contact_weight_gain: float = 3.0  # stance feet weigh this much more
+  max_iter_step: float = 0.25  # rad per Gauss-Newton iteration (trust region)
   max_step_rad: float = 0.45  # per 1/30 s: hard cap on joint change (the joint-jump threshold is 0.5)
   floor_correction: bool = True
 
@@ -55,12 +58,43 @@ def _log(R: np.ndarray) -> np.ndarray:
   return Rotation.from_matrix(R.reshape(-1, 3, 3)).as_rotvec().reshape(*R.shape[:-2], 3)
 
 
+def merge_body_capsules(caps: list[Capsule]) -> list[Capsule]:
+  """One bounding capsule per body for bodies with several parallel-ish capsules (e.g. a foot made
+  of seven thin capsules): the longest capsule's axis, radius grown to cover the others. Bodies with
+  one capsule keep it. The solver checks these; ``eval`` checks the exact MJCF geoms with MuJoCo."""
+  by_body: dict[int, list[Capsule]] = {}
+  for c in caps:
+    by_body.setdefault(c.body, []).append(c)
+  out = []
+  for b, cs in by_body.items():
+    if len(cs) == 1:
+      out.append(cs[0])
+      continue
+    main = max(cs, key=lambda c: np.linalg.norm(c.b - c.a))
+    u = main.b - main.a
+    L = np.linalg.norm(u)
+    u = u / L if L > 1e-9 else np.array([1.0, 0.0, 0.0])
+    ends = np.array([e for c in cs for e in (c.a, c.b)])
+    t = (ends - main.a) @ u
+    lo, hi = t.min(), t.max()
+    radius = 0.0
+    for c in cs:
+      for e in (c.a, c.b):
+        te = (e - main.a) @ u
+        radius = max(radius, np.linalg.norm(e - main.a - te * u) + c.radius)
+    a = main.a + lo * u
+    bb = main.a + hi * u
+    # Shorten the segment by the radius gain so the ends do not grow past the original extent.
+    out.append(Capsule(f"merged_{b}", b, a, bb, float(radius)))
+  return out
+
+
 class CollisionPairs:
   """Capsule pairs checked by the solver: different bodies, not parent/child, not touching at rest."""
 
   def __init__(self, robot: Robot):
     m = robot.model
-    caps = m.capsules
+    caps = merge_body_capsules(m.capsules)
     ignore = {frozenset(p) for p in robot.config.collision_ignore}
     rest_pos, rest_rot = robot.rest_body_pos, robot.rest_body_rot
     pairs = []
@@ -71,8 +105,7 @@ class CollisionPairs:
           continue
         if frozenset((m.body_names[bi], m.body_names[bj])) in ignore:
           continue
-        # Bodies welded through one short chain near each other at rest (e.g. pelvis and hip) are skipped
-        # when they already overlap in the rest pose: that contact is part of the design.
+        # Pairs that already overlap in the rest pose are part of the design (e.g. pelvis and hip): skipped.
         pi = rest_pos[bi] + rest_rot[bi] @ caps[i].a
         qi = rest_pos[bi] + rest_rot[bi] @ caps[i].b
         pj = rest_pos[bj] + rest_rot[bj] @ caps[j].a
@@ -137,6 +170,8 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
   lo = np.where(bad, mid, lo)
   hi = np.where(bad, mid, hi)
   q_nom = np.clip(np.zeros(nq), lo, hi)
+  # Start joints that rest near a bound (knees) away from it, so the first steps can bend them either way.
+  q_start = np.clip(np.zeros(nq), np.minimum(lo + 0.3, hi), np.maximum(hi - 0.3, lo))
 
   wpos = np.array([lk.position_weight for lk in links])
   wrot = np.array([lk.orientation_weight for lk in links])
@@ -157,7 +192,7 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
   root_k = next(k for k, lk in enumerate(links) if lk.mode == "root")
   root_rot = targets.rot[:, root_k] @ robot.rest_body_rot[link_body[root_k]].T
   root_pos = targets.pos[:, root_k] - np.einsum("tij,j->ti", root_rot, robot.rest_point(root_k))
-  q = np.broadcast_to(q_nom, (T, nq)).copy() if q_init is None else np.clip(q_init, lo, hi)
+  q = np.broadcast_to(q_start, (T, nq)).copy() if q_init is None else np.clip(q_init, lo, hi)
 
   cp = collision_pairs(robot)
   sigma = max(cfg.smooth_sigma_s * fps, 0.5)
@@ -165,27 +200,69 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
   stats = SolveStats()
   eye = np.eye(nv)
   active_pairs = cp.pairs
+  lam = np.full(T, max(cfg.damping_start, cfg.damping))
+  prev = None
   for it in range(cfg.iterations):
     pos, rot = m.fk(root_pos, root_rot, q)
     anchors, axes = m.joint_world(pos, rot)
     pts = pos[:, link_body] + np.einsum("tkij,kj->tki", rot[:, link_body], link_point)
-    H = np.zeros((T, nv, nv))
-    g = np.zeros((T, nv))
+    rows_J = []
+    rows_r = []
     # Position residuals.
     r = (pts - targets.pos)[:, pos_links]  # (T, K, 3)
     Jp = m.point_jacobian(link_body[pos_links], pts[:, pos_links], root_pos, anchors, axes)  # (T,K,3,nv)
-    w = W_pos[:, pos_links] ** 2  # (T, K)
-    H += np.einsum("tk,tkav,tkaw->tvw", w, Jp, Jp)
-    g += np.einsum("tk,tkav,tka->tv", w, Jp, r)
+    w = W_pos[:, pos_links][:, :, None]  # (T, K, 1)
+    rows_J.append((Jp * w[..., None]).reshape(T, -1, nv))
+    rows_r.append((r * w).reshape(T, -1))
     stats.final_pos_rms = float(np.sqrt(np.mean(np.sum(r**2, -1))))
     # Orientation residuals: world-frame rotation vector of R_cur R_tgt^T.
     if len(rot_links):
       Rc = rot[:, link_body[rot_links]]
       e = _log(Rc @ np.swapaxes(targets.rot[:, rot_links], -1, -2))  # (T, K, 3)
       Jr = m.rotation_jacobian(link_body[rot_links], axes)
-      w = W_rot[:, rot_links] ** 2
-      H += np.einsum("tk,tkav,tkaw->tvw", w, Jr, Jr)
-      g += np.einsum("tk,tkav,tka->tv", w, Jr, e)
+      w = W_rot[:, rot_links][:, :, None]
+      rows_J.append((Jr * w[..., None]).reshape(T, -1, nv))
+      rows_r.append((e * w).reshape(T, -1))
+    # Self-collision penalties: one row per checked pair, zero where the pair is clear.
+    if len(active_pairs) and it >= 1:
+      d, c1, c2 = cp.distances(pos, rot, active_pairs)
+      if it == 1:
+        # Keep only pairs that ever come near; later iterations check just those.
+        near = (d < cfg.collision_margin + 0.05).any(axis=0)
+        active_pairs = active_pairs[near]
+        d, c1, c2 = d[:, near], c1[:, near], c2[:, near]
+      stats.collision_pairs = int(len(active_pairs))
+      if len(active_pairs):
+        viol = (d < cfg.collision_margin).astype(float)  # (T, P)
+        n = c1 - c2
+        n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
+        ba = cp.cap_body[active_pairs[:, 0]]
+        bb = cp.cap_body[active_pairs[:, 1]]
+        Ja = m.point_jacobian(ba, c1, root_pos, anchors, axes)
+        Jb = m.point_jacobian(bb, c2, root_pos, anchors, axes)
+        jrow = np.einsum("tpa,tpav->tpv", n, Ja - Jb)  # d(distance)/dx, (T, P, nv)
+        wc = cfg.collision_weight * viol
+        rows_J.append(-wc[..., None] * jrow)
+        rows_r.append(wc * (cfg.collision_margin - d))
+    Jall = np.concatenate(rows_J, axis=1)  # (T, m, nv)
+    rall = np.concatenate(rows_r, axis=1)  # (T, m)
+    cost = np.sum(rall**2, axis=1) + np.sum((posture_w * (q - q_nom)) ** 2, axis=1)
+    if prev is not None:
+      # Levenberg-Marquardt per frame: a step that raised the cost is undone and retried with more damping.
+      worse = cost > prev["cost"] * (1.0 + 1e-9)
+      lam = np.where(worse, lam * 8.0, np.maximum(lam * 0.3, cfg.damping))
+      if worse.any():
+        root_pos[worse] = prev["root_pos"][worse]
+        root_rot[worse] = prev["root_rot"][worse]
+        q[worse] = prev["q"][worse]
+        Jall[worse] = prev["J"][worse]
+        rall[worse] = prev["r"][worse]
+        cost[worse] = prev["cost"][worse]
+    prev = {"cost": cost, "root_pos": root_pos.copy(), "root_rot": root_rot.copy(), "q": q.copy(),
+            "J": Jall, "r": rall}
+    Jt = np.swapaxes(Jall, 1, 2)
+    H = Jt @ Jall
+    g = (Jt @ rall[..., None])[..., 0]
     # Posture prior on joints.
     idx = np.arange(6, nv)
     H[:, idx, idx] += posture_w**2
@@ -199,31 +276,11 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
       g[:, 6:] += ws * (q - q_s)
       H[:, [0, 1, 2], [0, 1, 2]] += ws
       g[:, :3] += ws * (root_pos - p_s)
-    # Self-collision penalties.
-    if len(active_pairs) and it >= 1:
-      d, c1, c2 = cp.distances(pos, rot, active_pairs)
-      viol = d < cfg.collision_margin
-      if it == 1:
-        # Keep only pairs that ever come near; later iterations check just those.
-        near = (d < cfg.collision_margin + 0.05).any(axis=0)
-        active_pairs = active_pairs[near]
-        d, c1, c2, viol = d[:, near], c1[:, near], c2[:, near], viol[:, near]
-      stats.collision_pairs = int(len(active_pairs))
-      tt, pp = np.nonzero(viol)
-      if len(tt):
-        n = c1[tt, pp] - c2[tt, pp]
-        n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
-        ba = cp.cap_body[active_pairs[pp, 0]]
-        bb = cp.cap_body[active_pairs[pp, 1]]
-        Ja = _point_jac_rows(m, ba, c1[tt, pp], root_pos[tt], anchors[tt], axes[tt])
-        Jb = _point_jac_rows(m, bb, c2[tt, pp], root_pos[tt], anchors[tt], axes[tt])
-        jrow = np.einsum("na,nav->nv", n, Ja - Jb)  # d(distance)/dx
-        res = cfg.collision_margin - d[tt, pp]  # > 0 when violated; residual = w * res, J = -w * jrow
-        wc = cfg.collision_weight**2
-        np.add.at(H, tt, wc * jrow[:, :, None] * jrow[:, None, :])
-        np.add.at(g, tt, -wc * res[:, None] * jrow)
-    H += cfg.damping * eye
+    H += lam[:, None, None] * eye
     dx = -np.linalg.solve(H, g[..., None])[..., 0]
+    # Trust region: scale each frame's step so no joint moves more than max_iter_step per iteration.
+    big = np.maximum(np.abs(dx[:, 3:]).max(axis=1) / cfg.max_iter_step, np.abs(dx[:, :3]).max(axis=1) / 0.1)
+    dx /= np.maximum(big, 1.0)[:, None]
     root_pos = root_pos + dx[:, :3]
     root_rot = _exp(dx[:, 3:6]) @ root_rot
     q = np.clip(q + dx[:, 6:], lo, hi)

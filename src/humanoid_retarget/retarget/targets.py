@@ -46,26 +46,53 @@ class Targets:
   scale: np.ndarray
   root_scale: float
   sole_height: float
+  ankle_height: float = 0.0  # the human's standing ankle height the root height is measured from
+  foot_pitch: tuple[float, float] = (0.0, 0.0)  # the standing pitch of the human's left and right foot
 
 
 def _human_point(P: np.ndarray, names: list[str]) -> np.ndarray:
   return np.mean([P[:, J(n)] for n in names], axis=0)
 
 
-def _foot_frames(P: np.ndarray, side: str, contacts: np.ndarray) -> np.ndarray:
-  """Human foot frames: yaw and pitch from ankle -> toe, pitch relative to the standing foot. (T, 3, 3)."""
+def _foot_pitch(P: np.ndarray, side: str) -> np.ndarray:
   v = P[:, J(f"{side}_foot")] - P[:, J(f"{side}_ankle")]
-  yaw = np.arctan2(v[:, 1], v[:, 0])
-  pitch = np.arctan2(-v[:, 2], np.linalg.norm(v[:, :2], axis=-1))
-  ref = np.median(pitch[contacts]) if contacts.any() else np.percentile(pitch, 20)
-  pitch = pitch - ref
+  return np.arctan2(-v[:, 2], np.linalg.norm(v[:, :2], axis=-1))
+
+
+def foot_pitch_ref(P: np.ndarray, side: str, contacts: np.ndarray) -> float:
+  """The standing pitch of a human foot (ankle -> toe): median over its contact frames."""
+  pitch = _foot_pitch(P, side)
+  return float(np.median(pitch[contacts]) if contacts.any() else np.percentile(pitch, 20))
+
+
+def _foot_frames(P: np.ndarray, side: str, contacts: np.ndarray, pitch_ref: float, pelvis_R: np.ndarray) -> np.ndarray:
+  """Human foot frames: yaw and pitch from ankle -> toe, pitch relative to the standing foot. (T, 3, 3).
+
+  The yaw is taken relative to the pelvis heading, wrapped, limited to +-70 degrees (a foot cannot point
+  backwards), and eased back to the pelvis heading when the foot is near vertical (yaw ill-defined).
+  """
+  v = P[:, J(f"{side}_foot")] - P[:, J(f"{side}_ankle")]
+  h = np.linalg.norm(v[:, :2], axis=-1)
+  n = np.maximum(np.linalg.norm(v, axis=-1), 1e-9)
+  yaw_p = np.arctan2(pelvis_R[:, 1, 0], pelvis_R[:, 0, 0])
+  rel = np.angle(np.exp(1j * (np.arctan2(v[:, 1], v[:, 0]) - yaw_p)))
+  conf = np.clip((h / n - 0.3) / 0.4, 0.0, 1.0)
+  rel = np.clip(rel, -np.radians(70), np.radians(70)) * conf
+  yaw = yaw_p + rel
+  pitch = np.arctan2(-v[:, 2], h) - pitch_ref
   pitch = np.where(contacts, 0.0, pitch)
   return Rotation.from_euler("ZY", np.stack([yaw, pitch], -1)).as_matrix()
 
 
-def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetConfig()) -> Targets:
-  """Scale the human to the robot and build link targets. See :class:`Targets`."""
-  from humanoid_retarget.human.motion import frames_from_positions
+def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetConfig(),
+                  calib: Targets | None = None, contacts: np.ndarray | None = None) -> Targets:
+  """Scale the human to the robot and build link targets. See :class:`Targets`.
+
+  Live use (:mod:`humanoid_retarget.retarget.streaming`) passes ``calib``, the targets of the
+  calibration frames, whose scales, standing ankle height and foot pitch replace those measured on
+  ``human``, and ``contacts`` (T, 2) detected causally instead of over the whole clip.
+  """
+  from humanoid_retarget.human.motion import trunk_frames
 
   links = robot.config.links
   L = len(links)
@@ -73,13 +100,16 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
   T = P.shape[0]
   if cfg.smooth_sigma_s > 0 and T > 3:
     P = gaussian_filter1d(P, cfg.smooth_sigma_s * human.fps, axis=0, mode="nearest")
-  Rh = frames_from_positions(P)
-  contacts = detect_contacts(human, cfg.contact)
+  Rh = trunk_frames(P)  # only the pelvis and chest frames are used
+  if contacts is None:
+    contacts = detect_contacts(human, cfg.contact)
+  pitch = calib.foot_pitch if calib is not None else (
+    foot_pitch_ref(P, "left", contacts[:, 0]), foot_pitch_ref(P, "right", contacts[:, 1]))
   frames = {
     "pelvis": Rh[:, J("pelvis")],
     "chest": Rh[:, J("spine3")],
-    "left_foot": _foot_frames(P, "left", contacts[:, 0]),
-    "right_foot": _foot_frames(P, "right", contacts[:, 1]),
+    "left_foot": _foot_frames(P, "left", contacts[:, 0], pitch[0], Rh[:, J("pelvis")]),
+    "right_foot": _foot_frames(P, "right", contacts[:, 1], pitch[1], Rh[:, J("pelvis")]),
   }
   rest_pts = np.array([robot.rest_point(k) for k in range(L)])
   rest_rot = robot.rest_body_rot[robot.link_body]  # (L, 3, 3)
@@ -89,20 +119,23 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
   for k, lk in enumerate(links):
     if lk.orientation != "none":
       rot[:, k] = frames[lk.orientation] @ rest_rot[k]
-  # Root scale: robot leg length over human leg length (hip -> knee -> ankle), per side, averaged.
-  def chain_len_robot(names: list[str]) -> float:
-    pts = [rest_pts[index[n]] for n in names if n in index]
-    return float(sum(np.linalg.norm(b - a) for a, b in zip(pts[:-1], pts[1:])))
-
+  # Root scale: the robot's leg reach (hip to ankle, straightest) over the human leg length.
   def chain_len_human(names: list[str]) -> float:
     return float(sum(np.median(np.linalg.norm(P[:, J(b)] - P[:, J(a)], axis=-1)) for a, b in zip(names[:-1], names[1:])))
 
-  leg_h = 0.5 * (chain_len_human(["left_hip", "left_knee", "left_ankle"]) + chain_len_human(["right_hip", "right_knee", "right_ankle"]))
-  leg_links = [lk for lk in links if lk.human[0] in ("left_hip", "left_knee", "left_ankle")]
-  leg_r = chain_len_robot([lk.name for lk in sorted(leg_links, key=lambda lk: ("left_hip", "left_knee", "left_ankle").index(lk.human[0]))])
-  root_scale = leg_r / leg_h if leg_h > 0 and leg_r > 0 else 1.0
+  by_human = {lk.human[0]: k for k, lk in enumerate(links) if len(lk.human) == 1}
+  reaches = []
+  for side in ("left", "right"):
+    hip, ank = by_human.get(f"{side}_hip"), by_human.get(f"{side}_ankle")
+    if hip is not None and ank is not None:
+      leg_h = chain_len_human([f"{side}_hip", f"{side}_knee", f"{side}_ankle"])
+      if leg_h > 0:
+        reaches.append(robot.chain_reach(hip, ank) / leg_h)
+  root_scale = float(np.mean(reaches)) if reaches else 1.0
   sole = -float(np.min(robot.foot_points["left"][:, 2]))  # ankle origin height above the sole
   ank_h = np.percentile(np.minimum(P[:, J("left_ankle"), 2], P[:, J("right_ankle"), 2]), 5)
+  if calib is not None:
+    root_scale, ank_h = calib.root_scale, calib.ankle_height
   pos = np.zeros((T, L, 3))
   scale = np.ones(L)
   for k, lk in enumerate(links):
@@ -123,8 +156,15 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
       hv = hp - _human_point(P, links[pk].human)
       lh = float(np.median(np.linalg.norm(hv, axis=-1)))
       lr = float(np.linalg.norm(rest_pts[k] - rest_pts[pk]))
-      scale[k] = lr / lh if lh > 1e-6 else 1.0
+      scale[k] = (lr / lh if lh > 1e-6 else 1.0) if calib is None else calib.scale[k]
       pos[:, k] = pos[:, pk] + hv * scale[k]
+      # End of a two-bone chain (ankle, wrist): keep it within the robot's reach from the chain root.
+      gk = index.get(links[pk].parent, -1) if links[pk].mode == "bone" else -1
+      if gk >= 0:
+        reach = 0.995 * robot.chain_reach(gk, k)
+        v = pos[:, k] - pos[:, gk]
+        n = np.linalg.norm(v, axis=-1, keepdims=True)
+        pos[:, k] = pos[:, gk] + v * np.minimum(1.0, reach / np.maximum(n, 1e-9))
   raw = pos.copy()
   # Feet: separation, floor, pinning.
   feet = {}
@@ -172,5 +212,45 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
             weight[b - 1 + i] = w
       pos[:, k] += delta
     pos[:, k, 2] = np.maximum(pos[:, k, 2], min_z)
+  _fit_leg_reach(pos, links, index, feet, contacts, robot, human.fps)
   return Targets(pos=pos, rot=rot, raw_pos=raw, contacts=contacts, scale=scale, root_scale=root_scale,
-                 sole_height=sole)
+                 sole_height=sole, ankle_height=float(ank_h), foot_pitch=(float(pitch[0]), float(pitch[1])))
+
+
+def _fit_leg_reach(pos: np.ndarray, links, index: dict, feet: dict, contacts: np.ndarray, robot: Robot,
+                   fps: float) -> None:
+  """Make pinned feet reachable: lower the body where a stance foot lies beyond the leg's reach from
+  its hip (as a person bends the knees on a wide stance), then pull any still-unreachable foot target
+  in towards its hip. ``pos`` (T, L, 3) is modified in place."""
+  T = pos.shape[0]
+  drop = np.zeros(T)
+  legs = []
+  for s, side in enumerate(("left", "right")):
+    if side not in feet:
+      continue
+    ka = feet[side]
+    # The hip is the first 'rigid' ancestor of the ankle's chain.
+    k = ka
+    while links[k].mode == "bone" and links[k].parent:
+      k = index[links[k].parent]
+    reach = 0.985 * robot.chain_reach(k, ka)
+    legs.append((s, k, ka, reach))
+    v = pos[:, ka] - pos[:, k]
+    horiz2 = np.sum(v[:, :2] ** 2, axis=-1)
+    vert = -v[:, 2]
+    need = vert - np.sqrt(np.maximum(reach**2 - horiz2, 0.0))
+    need = np.where(contacts[:, s], np.maximum(need, 0.0), 0.0)
+    drop = np.maximum(drop, need)
+  if drop.any():
+    from scipy.ndimage import gaussian_filter1d, maximum_filter1d
+
+    w = max(int(round(0.1 * fps)), 1)
+    drop = gaussian_filter1d(maximum_filter1d(drop, 2 * w + 1, mode="nearest"), w / 2.0, mode="nearest")
+    foot_ks = set(feet.values())
+    for k in range(len(links)):
+      if k not in foot_ks:
+        pos[:, k, 2] -= drop
+  for s, k, ka, reach in legs:
+    v = pos[:, ka] - pos[:, k]
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    pos[:, ka] = pos[:, k] + v * np.minimum(1.0, reach / np.maximum(n, 1e-9))

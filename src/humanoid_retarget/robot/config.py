@@ -162,6 +162,28 @@ class Robot:
   def joint_names(self) -> list[str]:
     return self.model.joint_names
 
+  def chain_reach(self, k_from: int, k_to: int, samples: int = 4000, seed: int = 0) -> float:
+    """Largest distance between link points ``k_from`` and ``k_to`` over the joints between them
+    (within their limits), by random search plus the rest pose. Cached."""
+    key = (k_from, k_to)
+    cache = self.__dict__.setdefault("_reach_cache", {})
+    if key in cache:
+      return cache[key]
+    m = self.model
+    ba, bb = self.link_body[k_from], self.link_body[k_to]
+    joints = np.flatnonzero(m.ancestor_joint_mask[bb] & ~m.ancestor_joint_mask[ba])
+    rng = np.random.default_rng(seed)
+    q = np.zeros((samples + 1, m.num_joints))
+    lo, hi = m.joint_range[joints, 0], m.joint_range[joints, 1]
+    q[1:, joints] = rng.uniform(lo, hi, size=(samples, len(joints)))
+    # Also the corners of single joints (a knee's straightest setting is often a bound).
+    pos, rot = m.fk(np.zeros((samples + 1, 3)), np.broadcast_to(np.eye(3), (samples + 1, 3, 3)), q)
+    pa = pos[:, ba] + rot[:, ba] @ self.link_point[k_from]
+    pb = pos[:, bb] + rot[:, bb] @ self.link_point[k_to]
+    best = float(np.linalg.norm(pb - pa, axis=-1).max())
+    cache[key] = best
+    return best
+
   def rest_point(self, k: int) -> np.ndarray:
     b = self.link_body[k]
     return self.rest_body_pos[b] + self.rest_body_rot[b] @ self.link_point[k]

@@ -160,10 +160,14 @@ class RobotModel:
     Jm[:, :, 0, 4], Jm[:, :, 0, 5] = r[..., 2], -r[..., 1]
     Jm[:, :, 1, 3], Jm[:, :, 1, 5] = -r[..., 2], r[..., 0]
     Jm[:, :, 2, 3], Jm[:, :, 2, 4] = r[..., 1], -r[..., 0]
-    mask = self.ancestor_joint_mask[bodies]  # (K, J)
-    d = points[:, :, None, :] - anchors[:, None, :, :]  # (T, K, J, 3)
-    cols = np.cross(axes[:, None, :, :], d) * mask[None, :, :, None]
-    Jm[:, :, :, 6:] = np.swapaxes(cols, 2, 3)
+    mask = self.ancestor_joint_mask[bodies].astype(float)  # (K, J)
+    # column = axis x (p - anchor) = axis x p - axis x anchor, written out per component (faster than np.cross).
+    ax, ay, az = axes[..., 0][:, None], axes[..., 1][:, None], axes[..., 2][:, None]  # (T, 1, J)
+    c0 = np.cross(axes, anchors)  # (T, J, 3)
+    px, py, pz = points[..., 0][..., None], points[..., 1][..., None], points[..., 2][..., None]  # (T, K, 1)
+    Jm[:, :, 0, 6:] = (ay * pz - az * py - c0[:, None, :, 0]) * mask
+    Jm[:, :, 1, 6:] = (az * px - ax * pz - c0[:, None, :, 1]) * mask
+    Jm[:, :, 2, 6:] = (ax * py - ay * px - c0[:, None, :, 2]) * mask
     return Jm
 
   def rotation_jacobian(self, bodies: np.ndarray, axes: np.ndarray) -> np.ndarray:
