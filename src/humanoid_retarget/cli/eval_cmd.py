@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Literal
 
 import tyro
 
@@ -43,6 +44,23 @@ def _match_human(motion_path: str, source: str, humans: list[str]) -> str | None
   return None
 
 
+def evaluate_file(path: str, human: list[str], robot: str = ""):
+  """Metrics of one motion file and its method (module level: a Ray task calls it by reference)."""
+  from humanoid_retarget.eval.metrics import evaluate_motion
+  from humanoid_retarget.human.load import load_human
+  from humanoid_retarget.io.motion import load_motion
+  from humanoid_retarget.pipeline import cached_robot
+
+  m = load_motion(path)
+  rob = cached_robot(robot or m.robot)
+  h = None
+  if human:
+    hp = _match_human(path, m.source, human)
+    if hp:
+      h = load_human(hp)
+  return evaluate_motion(rob, m, h, clip=os.path.basename(path)), m.method
+
+
 def format_table(rows: list[dict], agg: dict | None) -> str:
   head = f"{'clip':<44}" + "".join(f"{c:>11}" for _, c in COLUMNS)
   lines = [head, "-" * len(head)]
@@ -57,11 +75,22 @@ def format_table(rows: list[dict], agg: dict | None) -> str:
   return "\n".join(lines)
 
 
+def _eval_local(fn, f: str):
+  from humanoid_retarget.batch import one_line_error
+
+  try:
+    return f, fn(f), None
+  except Exception as e:  # noqa: BLE001
+    return f, None, one_line_error(e, f)
+
+
 def evaluate(
   motions: tyro.conf.Positional[list[str]],
   human: list[str] = [],
   json_out: Annotated[str, tyro.conf.arg(name="json")] = "",
   robot: str = "",
+  executor: Literal["local", "ray"] = "local",
+  ray_address: str = "",
   quiet: bool = False,
 ) -> int:
   """Quality metrics of robot motions, per clip and aggregated (frame-weighted), as a table and JSON.
@@ -71,34 +100,35 @@ def evaluate(
     human: source human files or folders, for the key-point error (matched by file stem).
     json_out: write the results to this JSON file.
     robot: robot config or name (default: the robot named in each motion file).
+    executor: evaluate in this process, or one Ray task per file on a Ray cluster.
+    ray_address: Ray cluster address (default: start or join a local instance).
     quiet: print only the aggregate line.
   """
-  from humanoid_retarget.batch import one_line_error
-  from humanoid_retarget.eval.metrics import aggregate, evaluate_motion
-  from humanoid_retarget.human.load import load_human
-  from humanoid_retarget.io.motion import atomic_write_bytes, load_motion
-  from humanoid_retarget.pipeline import cached_robot
+  from humanoid_retarget.eval.metrics import aggregate
+  from humanoid_retarget.io.motion import atomic_write_bytes
 
   files = _motion_files(motions)
   if not files:
     raise RetargetError("no motion files (.npz) found", " ".join(motions))
   rows, objs, failed = [], [], []
   by_method: dict[str, list] = {}
-  for f in files:
-    try:
-      m = load_motion(f)
-      rob = cached_robot(robot or m.robot)
-      h = None
-      if human:
-        hp = _match_human(f, m.source, human)
-        if hp:
-          h = load_human(hp)
-      r = evaluate_motion(rob, m, h, clip=os.path.basename(f))
-      objs.append(r)
-      rows.append(r.as_dict())
-      by_method.setdefault(m.method, []).append(r)
-    except Exception as e:  # noqa: BLE001
-      failed.append(one_line_error(e, f))
+  # Absolute paths: a Ray worker's working directory is not this one.
+  fn = partial(evaluate_file, human=[os.path.abspath(h) for h in human],
+               robot=os.path.abspath(robot) if robot and os.path.exists(robot) else robot)
+  if executor == "ray":
+    from humanoid_retarget.distributed import map_files_ray
+
+    results = map_files_ray(fn, files, address=ray_address or None, progress=not quiet, desc="eval")
+  else:
+    results = (_eval_local(fn, f) for f in files)
+  for f, out, err in results:
+    if err is not None:
+      failed.append(err)
+      continue
+    r, method = out
+    objs.append(r)
+    rows.append(r.as_dict())
+    by_method.setdefault(method, []).append(r)
   agg = aggregate(objs)
   per_method = {k: aggregate(v) for k, v in by_method.items()}
   print(format_table([] if quiet else rows, agg))
