@@ -76,5 +76,11 @@ def list_inputs(root: str) -> list[str]:
   for d, _, files in os.walk(root):
     for f in files:
       if f.lower().endswith(HUMAN_EXTENSIONS) and not f.startswith("."):
-        out.append(os.path.join(d, f))
+        p = os.path.join(d, f)
+        if f.lower().endswith(".npz"):
+          from humanoid_retarget.human.amass import is_amass_shape_file
+
+          if is_amass_shape_file(p):  # AMASS shape.npz / MoSh++ *_stagei.npz: body shape, no motion
+            continue
+        out.append(p)
   return sorted(out)

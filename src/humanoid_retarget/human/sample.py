@@ -27,8 +27,8 @@ _END = {"LeftToe": (0, 0, 4), "RightToe": (0, 0, 4), "Head": (0, 12, 0), "LeftHa
         "RightHand": (0, -8, 0)}
 
 
-def sample_walk_bvh(seconds: float = 4.0, fps: float = 30.0, speed: float = 0.9) -> str:
-  """Text of a BVH file with a steady walk (stride frequency 0.9 Hz)."""
+def sample_walk_bvh(seconds: float = 4.0, fps: float = 30.0) -> str:
+  """Text of a BVH file with a steady walk (stride frequency 0.9 Hz, planted feet)."""
   T = int(round(seconds * fps))
   t = np.arange(T) / fps
   ph = 2 * np.pi * 0.9 * t
@@ -51,8 +51,25 @@ def sample_walk_bvh(seconds: float = 4.0, fps: float = 30.0, speed: float = 0.9)
   rot["RightForeArm"][:, 1] = -20
   rot["Spine1"][:, 2] = 4 * s
   root = np.zeros((T, 3))
-  root[:, 2] = speed * 100 * t
-  root[:, 1] = 91 + 1.5 * np.cos(2 * ph)
+  text = _write(rot, root, names, fps)
+  # Plant the feet: move the root so the lower foot stays still and touches the floor (y = 0).
+  from humanoid_retarget.io.bvh import forward_kinematics, parse_bvh
+
+  b = parse_bvh("sample.bvh", text)
+  pos, _ = forward_kinematics(b)
+  idx = {n: i for i, n in enumerate(b.names)}
+  low = np.stack([np.minimum(pos[:, idx[f"{s}Toe_End"], 1], pos[:, idx[f"{s}Foot"], 1] - 6.0) for s in ("Left", "Right")], 1)
+  stance = np.argmin(low, axis=1)
+  fz = np.stack([pos[:, idx["LeftFoot"], 2], pos[:, idx["RightFoot"], 2]], 1)
+  for k in range(1, T):
+    s_ = stance[k]
+    root[k, 2] = root[k - 1, 2] - (fz[k, s_] - fz[k - 1, s_])
+  root[:, 1] = -low.min(axis=1)
+  return _write(rot, root, names, fps)
+
+
+def _write(rot: dict, root: np.ndarray, names: list[str], fps: float) -> str:
+  T = root.shape[0]
   out = io.StringIO()
   out.write("HIERARCHY\n")
   children: dict[str, list[str]] = {}

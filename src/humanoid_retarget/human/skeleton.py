@@ -67,16 +67,25 @@ _CENTER: dict[str, list[str]] = {
 }
 
 _SIDE_RE = [
-  (re.compile(r"^(left|l)[_\-\s\.]?(.+)$"), "left"),
-  (re.compile(r"^(right|r)[_\-\s\.]?(.+)$"), "right"),
-  (re.compile(r"^(.+?)[_\-\s\.]?(left|l)$"), "left"),
-  (re.compile(r"^(.+?)[_\-\s\.]?(right|r)$"), "right"),
+  (re.compile(r"^(left)[_\-\s\.]?(.+)$"), "left"),
+  (re.compile(r"^(right)[_\-\s\.]?(.+)$"), "right"),
+  (re.compile(r"^(l)[_\-\s\.](.+)$"), "left"),
+  (re.compile(r"^(r)[_\-\s\.](.+)$"), "right"),
+  (re.compile(r"^(.+?)[_\-\s\.]?(left)$"), "left"),
+  (re.compile(r"^(.+?)[_\-\s\.]?(right)$"), "right"),
+  (re.compile(r"^(.+?)[_\-\s\.](l)$"), "left"),
+  (re.compile(r"^(.+?)[_\-\s\.](r)$"), "right"),
 ]
 
 
 def _split_side(name: str) -> tuple[str | None, str]:
-  n = name.lower()
-  n = re.sub(r"^(mixamorig:|bip0?1[_ ]?|character\d*[_:])", "", n)
+  """(side, base) of a joint name: 'LeftUpLeg', 'l_thigh', 'UpperLeg_L', 'LThigh' -> ('left', ...)."""
+  raw = re.sub(r"^(mixamorig:|bip0?1[_ ]?|character\d*[_:])", "", name, flags=re.I)
+  # CamelCase single-letter prefix: 'LThigh', 'RForeArm'.
+  m = re.match(r"^([LR])([A-Z][a-z].*)$", raw)
+  if m:
+    return ("left" if m.group(1) == "L" else "right"), re.sub(r"[_\-\s\.]", "", m.group(2).lower())
+  n = raw.lower()
   for rx, side in _SIDE_RE:
     m = rx.match(n)
     if m:

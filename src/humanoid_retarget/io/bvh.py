@@ -39,7 +39,9 @@ class BvhData:
 
   @property
   def fps(self) -> float:
-    return 1.0 / self.frame_time
+    """Frames per second; snapped to an integer when the file's rounded Frame Time (0.0333333) means one."""
+    f = 1.0 / self.frame_time
+    return float(round(f)) if abs(f - round(f)) < 1e-3 * f else f
 
   @property
   def names(self) -> list[str]:
@@ -183,22 +185,26 @@ def forward_kinematics(bvh: BvhData) -> tuple[np.ndarray, np.ndarray]:
   N = len(bvh.joints)
   pos = np.zeros((T, N, 3))
   rot = np.zeros((T, N, 3, 3))
+  # Local rotations of all joints sharing a channel order in one call (a big saving on short clips).
+  seqs: dict[str, list[tuple[int, list[int]]]] = {}
+  for j, joint in enumerate(bvh.joints):
+    rot_chans = [(joint.channel_start + k, ch[0].upper()) for k, ch in enumerate(joint.channels)
+                 if ch[1:].lower() == "rotation"]
+    if rot_chans:
+      seqs.setdefault("".join(a for _, a in rot_chans), []).append((j, [c for c, _ in rot_chans]))
+  local_rot: dict[int, np.ndarray] = {}
+  for rot_seq, items in seqs.items():
+    cols = np.array([c for _, c in items])  # (G, n)
+    mats = Rotation.from_euler(rot_seq, bvh.motion[:, cols].reshape(-1, len(rot_seq)), degrees=True).as_matrix()
+    mats = mats.reshape(T, len(items), 3, 3)
+    for g, (j, _) in enumerate(items):
+      local_rot[j] = mats[:, g]
   for j, joint in enumerate(bvh.joints):
     trans = np.broadcast_to(joint.offset, (T, 3)).copy()
-    rot_seq = ""
-    rot_cols: list[int] = []
     for k, ch in enumerate(joint.channels):
-      col = joint.channel_start + k
-      ax = ch[0].upper()
       if ch[1:].lower() == "position":
-        trans[:, _AXES[ax]] = bvh.motion[:, col]
-      else:
-        rot_seq += ax
-        rot_cols.append(col)
-    if rot_seq:
-      local = Rotation.from_euler(rot_seq, bvh.motion[:, rot_cols], degrees=True).as_matrix()
-    else:
-      local = np.broadcast_to(np.eye(3), (T, 3, 3))
+        trans[:, _AXES[ch[0].upper()]] = bvh.motion[:, joint.channel_start + k]
+    local = local_rot[j] if j in local_rot else np.broadcast_to(np.eye(3), (T, 3, 3))
     if joint.parent < 0:
       pos[:, j] = trans
       rot[:, j] = local

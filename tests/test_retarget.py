@@ -1,0 +1,63 @@
+"""Kinematic retargeting: quality bars on the built-in sample and on shared clips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from humanoid_retarget.eval.metrics import evaluate_motion, foot_lowest_points
+from humanoid_retarget.human.bvh_import import load_bvh
+from humanoid_retarget.human.motion import J
+from humanoid_retarget.retarget.kinematic import retarget_kinematic
+from humanoid_retarget.retarget.targets import build_targets
+
+
+def _check_bars(g1, motion, human, kp_max=5.0):
+  r = evaluate_motion(g1, motion, human)
+  assert r.joint_jump_pct == 0.0
+  assert r.self_collision_pct <= 1.0
+  assert r.joint_limit_pct <= 5.0
+  assert r.penetration_pct <= 1.0
+  assert r.keypoint_error_cm < kp_max
+  return r
+
+
+def test_sample_walk(g1, sample_bvh):
+  hm = load_bvh(sample_bvh)
+  m = retarget_kinematic(hm, g1)
+  assert m.dof_pos.shape == (hm.num_frames, 29) and m.body_pos_w.shape == (hm.num_frames, 30, 3)
+  lo, hi = g1.model.joint_range.T
+  assert np.all(m.dof_pos >= lo) and np.all(m.dof_pos <= hi)
+  r = _check_bars(g1, m, hm)
+  # Stance feet stay put (cm/s) and the feet touch the floor in stance.
+  assert r.foot_skate_cms < 5.0
+  low = foot_lowest_points(g1, m)
+  stance = m.contacts
+  assert np.median(np.abs(low[stance])) < 0.01
+  assert np.percentile(np.abs(low[stance]), 90) < 0.04
+  # The robot walks as far as the scaled human: root displacement ratio equals the root scale.
+  t = build_targets(hm, g1)
+  d_robot = np.linalg.norm(m.root_pos[-1, :2] - m.root_pos[0, :2])
+  d_human = np.linalg.norm(hm.positions[-1, J("pelvis"), :2] - hm.positions[0, J("pelvis"), :2])
+  assert abs(d_robot / d_human - t.root_scale) < 0.05
+
+
+def test_scale_from_segments(g1, sample_bvh):
+  hm = load_bvh(sample_bvh)
+  t = build_targets(hm, g1)
+  names = [lk.name for lk in g1.config.links]
+  # Sample thigh is 0.42 m; G1 thigh (hip roll link to knee link) is |(-0.053, 0.002, -0.301)| m.
+  g1_thigh = np.linalg.norm(g1.rest_point(names.index("left_knee")) - g1.rest_point(names.index("left_hip")))
+  # (the light low-pass of the human positions before scaling changes the median bone by < 0.1%)
+  assert abs(t.scale[names.index("left_knee")] - g1_thigh / 0.42) < 1e-3
+
+
+@pytest.mark.parametrize("clip", [
+  "bandai1/dataset-1_walk_normal_001.bvh", "bandai1/dataset-1_kick_normal_001.bvh",
+  "bandai2/dataset-2_wave-both-hands_normal_001.bvh", "bandai2/dataset-2_raise-up-left-hand_normal_001.bvh",
+  "bandai1/dataset-1_bow_active_001.bvh", "bandai2/dataset-2_run_normal_001.bvh",
+])
+def test_shared_clips_quality(g1, shared_data, clip):
+  hm = load_bvh(shared_data / clip)
+  m = retarget_kinematic(hm, g1)
+  _check_bars(g1, m, hm, kp_max=6.0)
