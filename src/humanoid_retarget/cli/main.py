@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
   "export": "humanoid_retarget.cli.export_cmd:export",
   "eval": "humanoid_retarget.cli.eval_cmd:evaluate",
   "sample": "humanoid_retarget.cli.sample_cmd:sample",
+  "stream": "humanoid_retarget.cli.stream_cmd:stream",
 }
 
 HELP = {
@@ -23,6 +24,7 @@ HELP = {
   "export": "motion .npz -> mjlab / beyondmimic tracking npz, G1 CSV, GMR pickle",
   "eval": "quality metrics of robot motions (table and JSON)",
   "sample": "write the built-in sample human motion (BVH) the project generates itself",
+  "stream": "live retargeting: BVH frames over TCP (or --replay FILE) in, robot frames as JSON over UDP out",
 }
 
 

@@ -72,16 +72,37 @@ def _parse_up(s: str) -> np.ndarray:
   return v
 
 
-def bvh_to_human(bvh: BvhData, cfg: BvhImportConfig = BvhImportConfig()) -> HumanMotion:
-  path = bvh.path
+@dataclass
+class BvhCalibration:
+  """How raw BVH frames become canonical positions: the joint mapping, the turn to Z up, metres per
+  unit and the floor height (metres, after scaling). Measured by :func:`calibrate_bvh`."""
+
+  preset: str
+  mapping: dict[str, str]
+  up: np.ndarray  # (3,) the file's up axis
+  R: np.ndarray  # (3, 3) turns the file's axes to Z up
+  unit_name: str
+  scale: float
+  floor: float
+
+
+def _mapped(bvh: BvhData, mapping: dict[str, str]) -> np.ndarray:
+  """Canonical joint positions in file units and axes, (T, 22, 3); unmapped joints zero."""
   names = bvh.names
-  parents = [j.parent for j in bvh.joints]
-  preset, mapping = detect_preset(names, parents, cfg.skeleton, path)
   pos_all, _ = forward_kinematics(bvh)
-  T = bvh.num_frames
-  pos = np.zeros((T, len(CANONICAL_JOINTS), 3))
+  pos = np.zeros((bvh.num_frames, len(CANONICAL_JOINTS), 3))
   for canon, src in mapping.items():
     pos[:, J(canon)] = pos_all[:, names.index(src)]
+  return pos
+
+
+def calibrate_bvh(bvh: BvhData, cfg: BvhImportConfig = BvhImportConfig()) -> BvhCalibration:
+  """Mapping, up axis, units and floor measured on the frames of ``bvh`` (all of a clip, or the first
+  frames of a live stream)."""
+  path = bvh.path
+  parents = [j.parent for j in bvh.joints]
+  preset, mapping = detect_preset(bvh.names, parents, cfg.skeleton, path)
+  pos = _mapped(bvh, mapping)
   # Up axis and units from the mapped joints.
   up = _detect_up(pos) if cfg.up_axis == "auto" else _parse_up(cfg.up_axis)
   R = _up_rotation(up)
@@ -102,19 +123,33 @@ def bvh_to_human(bvh: BvhData, cfg: BvhImportConfig = BvhImportConfig()) -> Huma
     unit_name = cfg.units
     scale = UNITS[cfg.units] if cfg.units in UNITS else float(cfg.units)
   pos = pos * scale
-  have = set(mapping)
-  pos, filled = fill_missing(pos, have)
+  pos, _ = fill_missing(pos, set(mapping))
   # Floor at z = 0: the feet's low points over the clip.
   foot_z = np.minimum(pos[:, J("left_foot"), 2], pos[:, J("right_foot"), 2])
   ankle_z = np.minimum(pos[:, J("left_ankle"), 2], pos[:, J("right_ankle"), 2])
   low = np.minimum(foot_z, ankle_z - 0.05)
   floor = float(np.percentile(low, 2.0)) - 0.02  # toe joints sit ~2 cm above the sole
-  pos[..., 2] -= floor
+  return BvhCalibration(preset=preset, mapping=mapping, up=up, R=R, unit_name=unit_name, scale=float(scale),
+                        floor=floor)
+
+
+def bvh_positions(bvh: BvhData, cal: BvhCalibration) -> tuple[np.ndarray, list[str]]:
+  """Canonical positions (T, 22, 3) (metres, Z up, floor at z = 0) of the frames of ``bvh``, and the
+  list of interpolated joints."""
+  pos, filled = fill_missing(_mapped(bvh, cal.mapping) @ cal.R.T * cal.scale, set(cal.mapping))
+  pos[..., 2] -= cal.floor
+  return pos, filled
+
+
+def bvh_to_human(bvh: BvhData, cfg: BvhImportConfig = BvhImportConfig()) -> HumanMotion:
+  path = bvh.path
+  cal = calibrate_bvh(bvh, cfg)
+  pos, filled = bvh_positions(bvh, cal)
   rot = matrices_to_wxyz(frames_from_positions(pos))
   return HumanMotion(
     fps=bvh.fps, positions=pos, rotations=rot, source=os.path.basename(path),
-    meta={"format": "bvh", "preset": preset, "units": unit_name, "metres_per_unit": scale,
-          "up_axis": up.tolist(), "interpolated": filled, "mapping": mapping},
+    meta={"format": "bvh", "preset": cal.preset, "units": cal.unit_name, "metres_per_unit": cal.scale,
+          "up_axis": cal.up.tolist(), "interpolated": filled, "mapping": cal.mapping},
   )
 
 

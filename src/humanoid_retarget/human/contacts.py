@@ -37,6 +37,13 @@ def contact_phases(mask: np.ndarray) -> list[tuple[int, int]]:
   return _runs(mask)
 
 
+def contact_step(state: bool, height: float, speed: float, cfg: ContactConfig) -> bool:
+  """One hysteresis step: the contact state after a frame with this foot height and speed."""
+  if state:
+    return bool(height < cfg.height_exit and speed < cfg.speed_exit)
+  return bool(height < cfg.height_enter and speed < cfg.speed_enter)
+
+
 def detect_contacts(human: HumanMotion, cfg: ContactConfig = ContactConfig()) -> np.ndarray:
   """Contacts of the left and right foot, (T, 2) bool."""
   T = human.num_frames
@@ -56,10 +63,7 @@ def detect_contacts(human: HumanMotion, cfg: ContactConfig = ContactConfig()) ->
       v = np.linalg.norm(vel, axis=-1)
     state = False
     for t in range(T):
-      if state:
-        state = h[t] < cfg.height_exit and v[t] < cfg.speed_exit
-      else:
-        state = h[t] < cfg.height_enter and v[t] < cfg.speed_enter
+      state = contact_step(state, h[t], v[t], cfg)
       out[t, s] = state
     # Fill short gaps, drop short phases.
     gap = int(round(cfg.max_gap_s * human.fps))
