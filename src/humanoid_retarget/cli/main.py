@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
   "eval": "humanoid_retarget.cli.eval_cmd:evaluate",
   "sample": "humanoid_retarget.cli.sample_cmd:sample",
   "stream": "humanoid_retarget.cli.stream_cmd:stream",
+  "robot init": "humanoid_retarget.cli.robot_cmd:init",
 }
 
 HELP = {
@@ -25,6 +26,7 @@ HELP = {
   "eval": "quality metrics of robot motions (table and JSON)",
   "sample": "write the built-in sample human motion (BVH) the project generates itself",
   "stream": "live retargeting: BVH frames over TCP (or --replay FILE) in, robot frames as JSON over UDP out",
+  "robot init": "robot config (TOML) from a robot's MJCF: body per human joint, feet, hands, limits",
 }
 
 

@@ -190,12 +190,35 @@ class Robot:
 
 
 def _foot_sole_points(model: RobotModel, body: int) -> np.ndarray:
-  """Lowest points of a foot's collision geoms in its body frame (capsule ends shifted by radius)."""
+  """Lowest points of a foot in its body frame.
+
+  Collision spheres/capsules/cylinders: their ends shifted down by the radius; collision boxes: their
+  corners. A foot with neither (mesh collision, or visual geoms only) uses the lowest vertices of any of
+  its geoms (within 1 cm of the lowest, the extremes in 8 horizontal directions); no geometry: the origin.
+  """
+  import mujoco
+
+  from humanoid_retarget.robot.autoconfig import geom_points
+
+  m = model.mj_model
+  G = mujoco.mjtGeom
+  geoms = [g for g in range(m.ngeom) if m.geom_bodyid[g] == body + 1]
   pts = []
-  for c in model.capsules:
-    if c.body == body:
-      for e in (c.a, c.b):
-        pts.append(e - np.array([0.0, 0.0, c.radius]))
+  for g in geoms:
+    if not (m.geom_contype[g] or m.geom_conaffinity[g]):
+      continue
+    t = int(m.geom_type[g])
+    if t in (int(G.mjGEOM_SPHERE), int(G.mjGEOM_CAPSULE), int(G.mjGEOM_CYLINDER)):
+      pts += [e - np.array([0.0, 0.0, m.geom_size[g][0]]) for e in geom_points(m, g, with_radius=False)]
+    elif t == int(G.mjGEOM_BOX):
+      pts += list(geom_points(m, g, with_radius=True))
+  if not pts:
+    allp = [p for p in (geom_points(m, g, with_radius=True) for g in geoms) if len(p)]
+    if allp:
+      allp = np.concatenate(allp)
+      low = allp[allp[:, 2] < allp[:, 2].min() + 0.01]
+      a = np.linspace(0.0, 2 * np.pi, 8, endpoint=False)
+      pts = [low[i] for i in sorted({int(np.argmax(low[:, :2] @ d)) for d in np.stack([np.cos(a), np.sin(a)], 1)})]
   if not pts:
     pts = [np.zeros(3)]
   return np.array(pts)
