@@ -44,10 +44,10 @@ def _match_human(motion_path: str, source: str, humans: list[str]) -> str | None
   return None
 
 
-def evaluate_file(path: str, human: list[str], robot: str = ""):
+def evaluate_file(path: str, human: list[str], robot: str = "", body_model_dir: str = ""):
   """Metrics of one motion file and its method (module level: a Ray task calls it by reference)."""
   from humanoid_retarget.eval.metrics import evaluate_motion
-  from humanoid_retarget.human.load import load_human
+  from humanoid_retarget.human.load import HumanLoadConfig, load_human
   from humanoid_retarget.io.motion import load_motion
   from humanoid_retarget.pipeline import cached_robot
 
@@ -57,7 +57,7 @@ def evaluate_file(path: str, human: list[str], robot: str = ""):
   if human:
     hp = _match_human(path, m.source, human)
     if hp:
-      h = load_human(hp)
+      h = load_human(hp, HumanLoadConfig(body_model_dir=body_model_dir))
   return evaluate_motion(rob, m, h, clip=os.path.basename(path)), m.method
 
 
@@ -92,6 +92,7 @@ def evaluate(
   executor: Literal["local", "ray"] = "local",
   ray_address: str = "",
   quiet: bool = False,
+  body_model_dir: str = "",
 ) -> int:
   """Quality metrics of robot motions, per clip and aggregated (frame-weighted), as a table and JSON.
 
@@ -103,6 +104,7 @@ def evaluate(
     executor: evaluate in this process, or one Ray task per file on a Ray cluster.
     ray_address: Ray cluster address (default: start or join a local instance).
     quiet: print only the aggregate line.
+    body_model_dir: SMPL/SMPL-H/SMPL-X model folder for AMASS sources (or $HUMANOID_RETARGET_BODY_MODELS).
   """
   from humanoid_retarget.eval.metrics import aggregate
   from humanoid_retarget.io.motion import atomic_write_bytes
@@ -114,7 +116,8 @@ def evaluate(
   by_method: dict[str, list] = {}
   # Absolute paths: a Ray worker's working directory is not this one.
   fn = partial(evaluate_file, human=[os.path.abspath(h) for h in human],
-               robot=os.path.abspath(robot) if robot and os.path.exists(robot) else robot)
+               robot=os.path.abspath(robot) if robot and os.path.exists(robot) else robot,
+               body_model_dir=os.path.abspath(body_model_dir) if body_model_dir else "")
   if executor == "ray":
     from humanoid_retarget.distributed import map_files_ray
 
@@ -127,7 +130,7 @@ def evaluate(
       continue
     r, method = out
     objs.append(r)
-    rows.append(r.as_dict())
+    rows.append({**r.as_dict(), "motion": os.path.abspath(f)})
     by_method.setdefault(method, []).append(r)
   agg = aggregate(objs)
   per_method = {k: aggregate(v) for k, v in by_method.items()}
