@@ -41,6 +41,7 @@ class KinematicConfig:
   max_iter_step: float = 0.25  # rad per Gauss-Newton iteration (trust region)
   max_step_rad: float = 0.45  # per 1/30 s: hard cap on joint change (the joint-jump threshold is 0.5)
   floor_correction: bool = True
+  collision_cleanup: bool = True  # after the solve, open capsule pairs that still overlap (minimum joint change)
 
 
 @dataclass
@@ -285,10 +286,48 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
     root_rot = _exp(dx[:, 3:6]) @ root_rot
     q = np.clip(q + dx[:, 6:], lo, hi)
     stats.iterations = it + 1
+  if cfg.collision_cleanup and len(cp.pairs):
+    q = _push_apart(robot, cp, root_pos, root_rot, q, lo, hi, cfg.collision_margin)
   # Joint speed: rate limit to the robot's velocity limits and the joint-jump bound.
   step = np.minimum(robot.velocity_limits / fps, cfg.max_step_rad * 30.0 / fps)
   q = np.clip(_rate_limit(q, step), lo, hi)
   return root_pos, root_rot, q, stats
+
+
+def _push_apart(robot: Robot, cp: CollisionPairs, root_pos: np.ndarray, root_rot: np.ndarray, q: np.ndarray,
+                lo: np.ndarray, hi: np.ndarray, margin: float, iterations: int = 8) -> np.ndarray:
+  """Frames whose checked capsules still overlap after the solve (targets the robot's limits and shapes
+  cannot follow, e.g. toes-out feet on an H1, whose hip-yaw housings meet): a joint change that opens
+  every overlapping pair to ``margin`` while the tracked points stay where they are as far as possible
+  (stiff collision rows, soft stay-put rows for the links). Other frames are left as they are."""
+  m = robot.model
+  kp = np.array([k for k, lk in enumerate(robot.config.links) if lk.position_weight > 0])
+  wk = np.array([robot.config.links[k].position_weight for k in kp])
+  q = q.copy()
+  for _ in range(iterations):
+    pos, rot = m.fk(root_pos, root_rot, q)
+    d, c1, c2 = cp.distances(pos, rot)
+    tt = np.flatnonzero((d < 0.0).any(axis=1))
+    if not len(tt):
+      break
+    pp = np.flatnonzero((d[tt] < 0.5 * margin).any(axis=0))  # pairs to open (near-misses too, so they stay open)
+    d, c1, c2 = d[tt][:, pp], c1[tt][:, pp], c2[tt][:, pp]
+    bad = d < 0.5 * margin  # (n, P)
+    anchors, axes = m.joint_world(pos[tt], rot[tt])
+    n = c1 - c2
+    n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
+    Ja = m.point_jacobian(cp.cap_body[cp.pairs[pp, 0]], c1, root_pos[tt], anchors, axes)[..., 6:]
+    Jb = m.point_jacobian(cp.cap_body[cp.pairs[pp, 1]], c2, root_pos[tt], anchors, axes)[..., 6:]
+    jrow = 100.0 * np.einsum("tpa,tpav->tpv", n, Ja - Jb) * bad[..., None]  # (n, P, J)
+    res = 100.0 * (margin - d) * bad
+    b = robot.link_body[kp]
+    pts = pos[tt][:, b] + np.einsum("tkij,kj->tki", rot[tt][:, b], robot.link_point[kp])
+    Jl = m.point_jacobian(b, pts, root_pos[tt], anchors, axes)[..., 6:] * wk[None, :, None, None]
+    Jl = Jl.reshape(len(tt), -1, m.num_joints)
+    H = np.swapaxes(jrow, 1, 2) @ jrow + np.swapaxes(Jl, 1, 2) @ Jl + 1e-4 * np.eye(m.num_joints)
+    dq = np.linalg.solve(H, np.einsum("tpv,tp->tv", jrow, res)[..., None])[..., 0]
+    q[tt] = np.clip(q[tt] + dq, lo, hi)
+  return q
 
 
 def _point_jac_rows(m, bodies, points, root_pos, anchors, axes) -> np.ndarray:
