@@ -29,7 +29,7 @@ class KinematicConfig:
   """Solver settings (defaults tuned once on Bandai clips, valid for any robot config)."""
 
   targets: TargetConfig = field(default_factory=TargetConfig)
-  iterations: int = 14
+  iterations: int = 10
   damping: float = 1e-3
   damping_start: float = 0.3  # Levenberg-Marquardt style: large early steps are damped, then relaxed
   posture_weight: float = 0.03
@@ -248,8 +248,9 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
     Jall = np.concatenate(rows_J, axis=1)  # (T, m, nv)
     rall = np.concatenate(rows_r, axis=1)  # (T, m)
     cost = np.sum(rall**2, axis=1) + np.sum((posture_w * (q - q_nom)) ** 2, axis=1)
-    if prev is not None:
+    if prev is not None and prev["J"].shape == Jall.shape:
       # Levenberg-Marquardt per frame: a step that raised the cost is undone and retried with more damping.
+      # (Skipped in an iteration whose residual rows changed, e.g. when collision rows are added or pruned.)
       worse = cost > prev["cost"] * (1.0 + 1e-9)
       lam = np.where(worse, lam * 8.0, np.maximum(lam * 0.3, cfg.damping))
       if worse.any():
@@ -261,9 +262,12 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
         cost[worse] = prev["cost"][worse]
     prev = {"cost": cost, "root_pos": root_pos.copy(), "root_rot": root_rot.copy(), "q": q.copy(),
             "J": Jall, "r": rall}
-    Jt = np.swapaxes(Jall, 1, 2)
-    H = Jt @ Jall
-    g = (Jt @ rall[..., None])[..., 0]
+    # Normal equations in float32: the batched products dominate the cost and lose nothing that matters
+    # at the damping used; the solve itself runs in float64.
+    J32 = Jall.astype(np.float32)
+    Jt = np.swapaxes(J32, 1, 2)
+    H = (Jt @ J32).astype(np.float64)
+    g = (Jt @ rall.astype(np.float32)[..., None])[..., 0].astype(np.float64)
     # Posture prior on joints.
     idx = np.arange(6, nv)
     H[:, idx, idx] += posture_w**2

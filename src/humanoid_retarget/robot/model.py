@@ -114,6 +114,7 @@ class RobotModel:
     T = q.shape[0]
     pos = np.empty((T, self.num_bodies, 3))
     rot = np.empty((T, self.num_bodies, 3, 3))
+    Rjs = _axis_angle_matrices_all(self.joint_axis, q)  # (T, J, 3, 3), all joints in one pass
     for b in range(self.num_bodies):
       p = self.body_parent[b]
       if p < 0:
@@ -124,7 +125,7 @@ class RobotModel:
         P = pos[:, p] + Rp @ self.body_pos[b]
         R = Rp @ self.body_rot[b]
       for j in self.body_joints[b]:
-        Rj = _axis_angle_matrices(self.joint_axis[j], q[:, j])
+        Rj = Rjs[:, j]
         a = self.joint_anchor[j]
         if np.any(a):
           P = P + np.einsum("tij,tj->ti", R, a - np.einsum("tij,j->ti", Rj, a))
@@ -179,6 +180,18 @@ class RobotModel:
     mask = self.ancestor_joint_mask[bodies]
     Jm[:, :, :, 6:] = np.swapaxes(axes[:, None, :, :] * mask[None, :, :, None], 2, 3)
     return Jm
+
+
+def _axis_angle_matrices_all(axes: np.ndarray, q: np.ndarray) -> np.ndarray:
+  """Rotation matrices of every hinge: axes (J, 3), angles q (T, J) -> (T, J, 3, 3) (Rodrigues)."""
+  c = np.cos(q)[..., None, None]
+  s = np.sin(q)[..., None, None]
+  K = np.zeros((axes.shape[0], 3, 3))
+  K[:, 0, 1], K[:, 0, 2] = -axes[:, 2], axes[:, 1]
+  K[:, 1, 0], K[:, 1, 2] = axes[:, 2], -axes[:, 0]
+  K[:, 2, 0], K[:, 2, 1] = -axes[:, 1], axes[:, 0]
+  outer = axes[:, :, None] * axes[:, None, :]
+  return c * np.eye(3) + s * K + (1.0 - c) * outer
 
 
 def _axis_angle_matrices(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
