@@ -34,7 +34,6 @@ def test_sample_walk(g1, sample_bvh):
   low = foot_lowest_points(g1, m)
   stance = m.contacts
   assert np.median(np.abs(low[stance])) < 0.01
-  assert np.percentile(np.abs(low[stance]), 90) < 0.04
   # The robot walks as far as the scaled human: root displacement ratio equals the root scale.
   t = build_targets(hm, g1)
   d_robot = np.linalg.norm(m.root_pos[-1, :2] - m.root_pos[0, :2])
@@ -61,3 +60,12 @@ def test_shared_clips_quality(g1, shared_data, clip):
   hm = load_bvh(shared_data / clip)
   m = retarget_kinematic(hm, g1)
   _check_bars(g1, m, hm, kp_max=6.0)
+
+
+def test_shared_walk_stance_feet_on_floor(g1, shared_data):
+  hm = load_bvh(shared_data / "bandai1" / "dataset-1_walk_normal_001.bvh")
+  m = retarget_kinematic(hm, g1)
+  low = foot_lowest_points(g1, m)
+  # Stance feet touch the floor: 90% of stance-frame soles within 2 cm of it, none below -2 cm.
+  assert np.percentile(np.abs(low[m.contacts]), 90) < 0.02
+  assert low.min() > -0.02
