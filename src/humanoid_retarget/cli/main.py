@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
   "sample": "humanoid_retarget.cli.sample_cmd:sample",
   "stream": "humanoid_retarget.cli.stream_cmd:stream",
   "robot init": "humanoid_retarget.cli.robot_cmd:init",
+  "track-eval": "humanoid_retarget.cli.track_cmd:track_eval",
 }
 
 HELP = {
@@ -27,6 +28,7 @@ HELP = {
   "sample": "write the built-in sample human motion (BVH) the project generates itself",
   "stream": "live retargeting: BVH frames over TCP (or --replay FILE) in, robot frames as JSON over UDP out",
   "robot init": "robot config (TOML) from a robot's MJCF: body per human joint, feet, hands, limits",
+  "track-eval": "simulated G1 tracks motions (MuJoCo, inverse-dynamics tracker): success rate, MPJPE, physics pairs",
 }
 
 
