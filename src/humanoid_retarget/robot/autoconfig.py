@@ -295,6 +295,11 @@ def analyse(model: RobotModel) -> _Plan:
       "no recognisable legs: no two chains reach down from the root to the floor on opposite sides "
       f"(lowest ends: {tr.name(feet['left'])}, {tr.name(feet['right'])}; drop {drop:.2f} m of {H:.2f} m)", path)
   leg_chain = {s: tr.chain(pelvis, feet[s]) for s in SIDES}
+  high = [s for s in SIDES if tr.P[leg_chain[s][0], 2] > tr.P[0, 2] + 0.05 * H]
+  if high:
+    raise RobotConfigError(
+      "no recognisable legs: the lowest chains start above the root body (arms hanging down?), "
+      f"at '{tr.name(leg_chain[high[0]][0])}'", path)
   leg_bodies = set().union(*(tr.subtree(leg_chain[s][0]) for s in SIDES))
   # Toes: a last body set forward of its parent rather than below it follows no human joint.
   for s in SIDES:

@@ -233,7 +233,8 @@ def load_robot(spec: str | os.PathLike = "unitree_g1_29dof") -> Robot:
 
     path = generate_config_file(str(path))
   if not os.path.exists(path):
-    raise RobotConfigError(f"no such robot config (builtin robots: {', '.join(sorted(BUILTIN))})", str(spec))
+    raise RobotConfigError(f"no such robot config (builtin robots: {', '.join(sorted(BUILTIN))}; any other robot: "
+                           "its ROBOT.toml or MODEL.xml)", str(spec))
   cfg = parse_robot_config(path)
   model = load_robot_model(cfg.mjcf)
   L = len(cfg.links)
