@@ -86,20 +86,23 @@ def _death_reason(ray, e: BaseException, path: str, max_retries: int) -> str:
   died = tuple(getattr(ray.exceptions, n) for n in ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError",
                                                       "ActorDiedError") if hasattr(ray.exceptions, n))
   if isinstance(e, died):
-    return f"{path}: worker died on each of {max_retries + 1} attempts ({type(e).__name__})"
+    msg = f"worker died on each of {max_retries + 1} attempts ({type(e).__name__})"
+    return f"{path}: {msg}" if path else msg
   return one_line_error(e, path)
 
 
 def ray_map(fn: Callable[[Any], Any], items: Iterable[Any], address: str | None = None, progress: bool = True,
             num_workers: int | None = None, max_retries: int = DEFAULT_MAX_RETRIES, desc: str = "clips",
-            label: Callable[[Any], str] = str) -> Iterator[tuple[Any, Any, str | None]]:
+            label: Callable[[Any], str] = str, weight: Callable[[Any], int] | None = None
+            ) -> Iterator[tuple[Any, Any, str | None]]:
   """Apply ``fn`` to every item on a Ray cluster, yielding ``(item, result, error)`` as tasks finish.
 
   ``fn`` must be picklable (module-level function or ``functools.partial`` of one). ``error`` is a
   one-line reason (``None`` on success). At most ``num_workers`` tasks run at a time (default: twice
   the cluster's CPUs are kept queued, so every core stays busy). A task whose worker process dies is
   retried ``max_retries`` times. Starts (and at the end stops) a local Ray instance unless Ray is
-  already initialised in this process or ``address`` names a cluster to join.
+  already initialised in this process or ``address`` names a cluster to join. ``weight(item)`` is
+  how many clips an item advances the progress bar by (default 1).
   """
   ray = import_ray()
   from tqdm import tqdm
@@ -107,7 +110,8 @@ def ray_map(fn: Callable[[Any], Any], items: Iterable[Any], address: str | None 
   items = list(items)
   started = _connect(ray, address)
   remote = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_ray_apply)
-  bar = tqdm(total=len(items), desc=desc, unit="clip", disable=not progress, dynamic_ncols=True)
+  wt = weight or (lambda _: 1)
+  bar = tqdm(total=sum(wt(i) for i in items), desc=desc, unit="clip", disable=not progress, dynamic_ncols=True)
   pending: dict[Any, Any] = {}
   try:
     if num_workers:
@@ -125,7 +129,13 @@ def ray_map(fn: Callable[[Any], Any], items: Iterable[Any], address: str | None 
         pending[remote.remote(fn_ref, item)] = item
       if not pending:
         break
-      ready, _ = ray.wait(list(pending), num_returns=1)
+      # Block until one task is done, then collect every other finished one without waiting: one
+      # pair of calls per batch of completions, so the driver keeps up with thousands of workers.
+      refs = list(pending)
+      ready, rest = ray.wait(refs, num_returns=1)
+      if rest:
+        more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+        ready += more
       for ref in ready:
         item = pending.pop(ref)
         try:
@@ -135,7 +145,7 @@ def ray_map(fn: Callable[[Any], Any], items: Iterable[Any], address: str | None 
         if err is not None:
           n_failed += 1
           bar.set_postfix(failed=n_failed, refresh=False)
-        bar.update(1)
+        bar.update(wt(item))
         yield item, result, err
   finally:
     for ref in pending:  # interrupted: do not leave work running on the cluster
@@ -172,9 +182,15 @@ def remove_orphan_temps(dirs: Iterable[str]) -> list[str]:
   return removed
 
 
+def _call_group(fn: Callable[[Task], int], tasks: list[Task]) -> list[tuple[str, int, str | None]]:
+  """Several clips in one Ray task: each is still a whole clip, solved and written on its own."""
+  return [_call(fn, t) for t in tasks]
+
+
 def run_batch_ray(fn: Callable[[Task], int], tasks: list[Task], address: str | None = None,
                   skip_existing: bool = True, progress: bool = True, num_workers: int | None = None,
-                  max_retries: int = DEFAULT_MAX_RETRIES, desc: str = "clips") -> BatchResult:
+                  max_retries: int = DEFAULT_MAX_RETRIES, desc: str = "clips", clips_per_task: int = 1
+                  ) -> BatchResult:
   """:func:`humanoid_retarget.batch.run_batch` on a Ray cluster: one task per clip.
 
   ``fn(task)`` returns the frame count and writes ``task.output`` atomically (it must be picklable).
@@ -182,6 +198,8 @@ def run_batch_ray(fn: Callable[[Task], int], tasks: list[Task], address: str | N
   local instance (``RAY_ADDRESS`` is honoured). On a cluster, inputs and outputs must be on storage
   every node sees under the same path; paths are made absolute before they are sent.
   ``num_workers`` caps the tasks running at once (default: all the cluster's CPUs).
+  ``clips_per_task`` > 1 sends that many clips per Ray task (each still processed whole, so the
+  bytes do not change) to cut scheduling work when clips are short and the cluster is large.
   Outputs that exist are skipped when ``skip_existing``; failures are listed with a one-line reason.
   """
   res = BatchResult()
@@ -197,19 +215,22 @@ def run_batch_ray(fn: Callable[[Task], int], tasks: list[Task], address: str | N
   # Absolute paths: a worker's working directory is not the driver's. Reports use the caller's paths.
   sent = [Task(os.path.abspath(t.input), os.path.abspath(t.output) if t.output else t.output) for t in todo]
   orig = {s.input: t.input for s, t in zip(sent, todo)}
+  k = max(1, int(clips_per_task))
+  groups = [tuple(sent[i:i + k]) for i in range(0, len(sent), k)]
   try:
     # _call turns exceptions into a one-line reason in the worker, exactly as the local pool does.
-    for task, out, err in ray_map(partial(_call, fn), sent, address=address, progress=progress,
-                                  num_workers=num_workers, max_retries=max_retries, desc=desc,
-                                  label=lambda t: t.input):
-      inp = orig[task.input]
-      if err is None and out is not None:
-        _, n, err = out
-        if err is None:
+    for group, out, err in ray_map(partial(_call_group, fn), groups, address=address, progress=progress,
+                                   num_workers=num_workers, max_retries=max_retries, desc=desc,
+                                   label=lambda g: "", weight=len):
+      if err is not None:  # the task itself failed: its worker died on every attempt
+        out = [(t.input, 0, f"{t.input}: {err}") for t in group]
+      for inp_abs, n, e in out:
+        inp = orig[inp_abs]
+        if e is None:
           res.done.append(inp)
           res.frames += n
-          continue
-      res.failed.append((inp, err.replace(task.input, inp) if err else f"{inp}: failed"))
+        else:
+          res.failed.append((inp, e.replace(inp_abs, inp)))
   finally:
     removed = remove_orphan_temps(os.path.dirname(t.output) for t in sent if t.output)
     if removed:
