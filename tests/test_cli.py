@@ -87,3 +87,21 @@ def test_resampled_input(tmp_path, sample_bvh):
   m = load_motion(out)
   assert m.fps == 60.0 and m.num_frames == 239
   assert np.all(np.isfinite(m.dof_pos))
+
+
+def test_other_robot_motion_evaluates_without_robot_flag(tmp_path, shared_robots, capsys):
+  from humanoid_retarget.human.sample import sample_walk_bvh
+
+  src = tmp_path / "w.bvh"
+  src.write_text(sample_walk_bvh(seconds=1.5))
+  h1 = shared_robots / "unitree_h1" / "h1.xml"
+  out = tmp_path / "w_h1.npz"
+  assert main(["retarget", str(src), "-o", str(out), "--robot", str(h1), "--quiet"]) == 0
+  m = load_motion(out)
+  assert m.dof_pos.shape[1] == 19 and str(m.extras["robot_spec"]) == str(h1)
+  # eval, export find the robot from the file; the G1-only CSV refuses it in one line.
+  assert main(["eval", str(out), "--human", str(src)]) == 0
+  assert main(["export", str(out), "--format", "mjlab", "-o", str(tmp_path / "h1_mjlab.npz")]) == 0
+  capsys.readouterr()
+  assert main(["export", str(out), "--format", "csv", "-o", str(tmp_path / "h1.csv")]) == 2
+  assert "G1 29-DoF only" in capsys.readouterr().err

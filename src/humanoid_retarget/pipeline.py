@@ -30,16 +30,42 @@ def cached_robot(spec: str) -> Robot:
   return load_robot(spec)
 
 
+def robot_spec_for_file(spec: str) -> str:
+  """The spec to record in a motion file: an absolute path for config/MJCF files, else the name."""
+  return os.path.abspath(spec) if os.path.exists(spec) else spec
+
+
+def robot_for_motion(motion: RobotMotion, override: str = "") -> Robot:
+  """The robot a motion file was made for: ``override`` if given, else the builtin robot of that name,
+  else the config or MJCF recorded in the file (``extra_robot_spec``)."""
+  if override:
+    return cached_robot(override)
+  from humanoid_retarget.robot.config import BUILTIN
+
+  if motion.robot in BUILTIN:
+    return cached_robot(motion.robot)
+  spec = str(motion.extras.get("robot_spec", "")) if motion.extras else ""
+  if spec and os.path.exists(spec):
+    return cached_robot(spec)
+  return cached_robot(motion.robot)  # raises a clear "no such robot config" error
+
+
 def retarget_file(path: str, opts: RetargetOptions) -> RobotMotion:
   human = load_human(path, opts.load)
   robot = cached_robot(opts.robot)
   if opts.method == "kinematic":
-    return retarget_kinematic(human, robot, opts.kinematic)
-  if opts.method == "neural":
+    motion = retarget_kinematic(human, robot, opts.kinematic)
+  elif opts.method == "neural":
     from humanoid_retarget.neural.infer import retarget_neural
 
-    return retarget_neural(human, robot, opts.model or None)
-  raise ValueError(f"unknown method '{opts.method}' (kinematic or neural)")
+    motion = retarget_neural(human, robot, opts.model or None)
+  else:
+    raise ValueError(f"unknown method '{opts.method}' (kinematic or neural)")
+  from humanoid_retarget.robot.config import BUILTIN
+
+  if opts.robot not in BUILTIN:
+    motion.extras["robot_spec"] = robot_spec_for_file(opts.robot)
+  return motion
 
 
 def retarget_task(task: Task, opts: RetargetOptions) -> int:

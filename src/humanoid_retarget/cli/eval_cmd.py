@@ -49,10 +49,10 @@ def evaluate_file(path: str, human: list[str], robot: str = "", body_model_dir: 
   from humanoid_retarget.eval.metrics import evaluate_motion
   from humanoid_retarget.human.load import HumanLoadConfig, load_human
   from humanoid_retarget.io.motion import load_motion
-  from humanoid_retarget.pipeline import cached_robot
+  from humanoid_retarget.pipeline import robot_for_motion
 
   m = load_motion(path)
-  rob = cached_robot(robot or m.robot)
+  rob = robot_for_motion(m, robot)
   h = None
   if human:
     hp = _match_human(path, m.source, human)

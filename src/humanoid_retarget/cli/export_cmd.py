@@ -28,10 +28,10 @@ def export(
   """
   from humanoid_retarget.io.export import export_motion
   from humanoid_retarget.io.motion import load_motion
-  from humanoid_retarget.pipeline import cached_robot
+  from humanoid_retarget.pipeline import robot_for_motion
 
   m = load_motion(motion)
-  rob = cached_robot(robot or m.robot) if format in ("mjlab", "beyondmimic") else None
+  rob = robot_for_motion(m, robot) if format in ("mjlab", "beyondmimic") else None
   export_motion(m, format, output, robot=rob, fps=fps)
   print(f"wrote {output} ({format}, {os.path.getsize(output)} bytes)", file=sys.stderr)
   return 0
