@@ -56,8 +56,8 @@ class TrackerConfig:
   friction: float = 0.5  # pyramid coefficient used by the controller (the sim's foot friction is 0.6)
   contact_margin: float = 0.01
   mode: str = "id"  # 'id': inverse-dynamics torques; 'pd': reference targets only (baseline)
-  contact_source: str = "sim"  # 'sim': feet with MuJoCo floor contacts; 'height': sole corners near the floor
-  contact_height: float = 0.02  # sole corners lower than this may push on the floor
+  contact_source: str = "height"  # 'sim': feet with MuJoCo floor contacts; 'height': sole corners near the floor
+  contact_height: float = 0.01  # sole corners lower than this may push on the floor
   predict_vel: float = 1.0  # targets aim at the state predicted for mid-step (0 = the current state)
   predict_acc: float = 1.0  # a foot counts as on the floor when a sole geom is within this distance
   terminations: TerminationConfig = field(default_factory=TerminationConfig)
