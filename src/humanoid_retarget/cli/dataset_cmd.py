@@ -1,0 +1,38 @@
+"""``humanoid-retarget dataset build``."""
+
+from __future__ import annotations
+
+import sys
+
+
+def build(
+  inputs: tuple[str, ...] = ("../shared/data/bandai1", "../shared/data/bandai2"),
+  out: str = "data/pairs",
+  robot: str = "unitree_g1_29dof",
+  val_percent: float = 10.0,
+  noisy_copies: int = 2,
+  workers: int = 0,
+  quiet: bool = False,
+) -> int:
+  """Build a (human, robot) pair dataset with the kinematic retargeter, curated and split by clip.
+
+  Writes OUT/{train,val}/{human,human_noisy,robot}.npy (contiguous float32, memory-mappable),
+  OUT/{train,val}/index.json (clip offsets) and OUT/report.json (what was dropped and why).
+
+  Args:
+    inputs: folders or files of human motion (BVH / AMASS), searched recursively.
+    out: output folder (keep it outside git, e.g. data/pairs).
+    robot: builtin robot name or robot config .toml.
+    val_percent: share of clips in the validation split (chosen by a hash of the clip name).
+    noisy_copies: corrupted copies of each clip's human features (jitter and spikes) for robustness.
+    workers: retargeting processes (0 = one per CPU core).
+    quiet: no progress bar.
+  """
+  from humanoid_retarget.neural.dataset import BuildConfig, build_dataset
+
+  rep = build_dataset(BuildConfig(inputs=list(inputs), out=out, robot=robot, val_percent=val_percent,
+                                  noisy_copies=noisy_copies, workers=workers, progress=not quiet))
+  print(f"{rep['clips_kept']} of {rep['clips_total']} clips kept ({rep['clips_dropped']} dropped: "
+        f"{rep['drop_counts']}); train {rep['splits']['train']}, val {rep['splits']['val']}; "
+        f"retargeter commit {rep['retargeter_commit']}; report {out}/report.json", file=sys.stderr)
+  return 0

@@ -1,0 +1,1 @@
+"""Neural retargeting: features, pair datasets, models (NMR / IKMR), training and inference."""

@@ -1,0 +1,258 @@
+"""Neural retargeter: features, models, dataset, training, checkpoints, inference, shipped model."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+torch = pytest.importorskip("torch")
+
+from humanoid_retarget.human.load import load_human  # noqa: E402
+from humanoid_retarget.human.motion import J  # noqa: E402
+from humanoid_retarget.human.sample import sample_walk_bvh  # noqa: E402
+from humanoid_retarget.neural import features as F  # noqa: E402
+from humanoid_retarget.neural.dataset import BuildConfig, PairSplit, build_dataset, split_of  # noqa: E402
+from humanoid_retarget.neural.infer import DEFAULT_CHECKPOINT, retarget_neural  # noqa: E402
+from humanoid_retarget.neural.model import ModelConfig, Retargeter  # noqa: E402
+from humanoid_retarget.neural.train import TrainConfig, load_model, train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def walk(tmp_path_factory):
+  p = tmp_path_factory.mktemp("walk") / "walk.bvh"
+  p.write_text(sample_walk_bvh())
+  return load_human(p)
+
+
+# ------------------------------------------------------------------ features
+
+
+def test_features_invariant_to_heading_translation_and_size(walk):
+  f0, fr0 = F.human_features(walk.positions, walk.fps)
+  assert f0.shape == (walk.num_frames, F.HUMAN_DIM)
+  R = Rotation.from_euler("z", 1.1).as_matrix()
+  P = (walk.positions @ R.T + np.array([3.0, -2.0, 0.0])) * 1.25  # turn, move, grow by 25%
+  f1, fr1 = F.human_features(P, walk.fps)
+  np.testing.assert_allclose(f1, f0, atol=1e-4)
+  np.testing.assert_allclose(fr1.yaw - fr0.yaw, 1.1, atol=1e-6)
+  assert fr1.leg == pytest.approx(1.25 * fr0.leg)
+
+
+def test_features_by_hand():
+  """A rigid body of joints walking along +Y while facing +Y: forward speed in x, nothing sideways."""
+  T, fps = 30, 30.0
+  base = np.random.default_rng(0).normal(size=(22, 3)) * 0.2
+  base[J("left_hip")] = [-0.1, 0.0, 0.9]  # facing +Y: left is -X
+  base[J("right_hip")] = [0.1, 0.0, 0.9]
+  for side, x in (("left", -0.1), ("right", 0.1)):
+    base[J(f"{side}_knee")] = [x, 0.0, 0.5]
+    base[J(f"{side}_ankle")] = [x, 0.0, 0.1]
+  P = base[None] + np.arange(T)[:, None, None] / fps * np.array([0.0, 0.8, 0.0])
+  f, fr = F.human_features(P, fps)
+  np.testing.assert_allclose(fr.yaw, np.pi / 2, atol=1e-9)
+  assert fr.leg == pytest.approx(0.8)
+  np.testing.assert_allclose(f[:, 0], 0.8 / 0.8, atol=1e-5)  # 0.8 m/s forward = 1 leg length/s
+  np.testing.assert_allclose(f[:, 1:3], 0.0, atol=1e-5)  # no sideways speed, no turning
+  np.testing.assert_allclose(f[:, 3], (0.9 - 0.1) / 0.8, atol=1e-5)  # hips 0.8 m above the ankles
+
+
+def test_robot_features_decode_round_trip(walk, g1):
+  from humanoid_retarget.retarget.kinematic import retarget_kinematic
+
+  m = retarget_kinematic(walk, g1)
+  _, fr = F.human_features(walk.positions, walk.fps)
+  rf = F.robot_features(g1, m, fr)
+  assert rf.shape == (walk.num_frames, F.robot_layout(g1).dim)
+  root, R, q = F.decode_robot(g1, rf.astype(np.float64), fr)
+  np.testing.assert_allclose(root, m.root_pos, atol=1e-5)
+  np.testing.assert_allclose(q, m.dof_pos, atol=1e-5)
+  R_ref = Rotation.from_quat(m.root_quat, scalar_first=True).as_matrix()
+  np.testing.assert_allclose(R, R_ref, atol=1e-4)
+
+
+def test_corruption_adds_spikes_and_jitter(walk):
+  rng = np.random.default_rng(1)
+  P = F.corrupt_positions(walk.positions, rng, jitter_m=0.0, spike_prob=0.02, spike_m=0.2)
+  moved = np.linalg.norm(P - walk.positions, axis=-1) > 1e-9
+  assert 0.005 < moved.mean() < 0.04
+  d = np.linalg.norm(P - walk.positions, axis=-1)[moved]
+  assert d.min() >= 0.1 - 1e-9 and d.max() <= 0.2 + 1e-9
+
+
+# ------------------------------------------------------------------ models
+
+
+@pytest.mark.parametrize("arch", ["nmr", "ikmr"])
+def test_model_shapes_and_losses(arch):
+  torch.manual_seed(0)
+  cfg = ModelConfig(arch=arch, human_dim=F.HUMAN_DIM, robot_dim=221, d_model=32, n_layers=2, n_heads=2, window=40)
+  m = Retargeter(cfg)
+  h = torch.randn(3, 40, F.HUMAN_DIM)
+  r = torch.randn(3, 40, 221)
+  assert m(h).shape == (3, 40, 221)
+  assert m.predict(h).shape == (3, 40, 221)
+  mask = torch.ones(3, 40, dtype=torch.bool)
+  out = m.losses(h, r, mask, torch.ones(221))
+  assert torch.isfinite(out["loss"]) and out["loss"].item() > 0
+  if arch == "ikmr":
+    assert {"rec_human", "rec_robot", "align", "retarget"} <= set(out)
+    # Retargeting is the robot decoder after the human encoder.
+    m.eval()
+    torch.testing.assert_close(m(h), m.decode_robot(m.encode_human(h)))
+
+
+# ------------------------------------------------------------------ dataset + training
+
+
+def _names_for_both_splits(pct: float) -> list[str]:
+  names, seen = [], set()
+  i = 0
+  while len(names) < 4 or seen != {"train", "val"}:
+    n = f"walk_{i:03d}"
+    s = split_of(n, pct)
+    if sum(split_of(x, pct) == s for x in names) < 2:
+      names.append(n)
+      seen.add(s)
+    i += 1
+  return names
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+  root = tmp_path_factory.mktemp("tiny")
+  src = root / "bvh"
+  src.mkdir()
+  for k, n in enumerate(_names_for_both_splits(50.0)):
+    (src / f"{n}.bvh").write_text(sample_walk_bvh(seconds=3.0 + 0.5 * k, speed=0.7 + 0.15 * k))
+  out = root / "pairs"
+  rep = build_dataset(BuildConfig(inputs=[str(src)], out=str(out), val_percent=50.0, noisy_copies=1,
+                                  workers=1, progress=False))
+  return out, rep
+
+
+def test_dataset_layout_and_report(tiny_data):
+  out, rep = tiny_data
+  assert rep["clips_total"] == 4
+  assert {c["clip"] for c in rep["clips"]} == {f"walk_{i:03d}" for i in range(100)} & {c["clip"] for c in rep["clips"]}
+  saved = json.loads((out / "report.json").read_text())
+  assert saved["clips_kept"] + saved["clips_dropped"] == 4
+  for c in saved["clips"]:
+    assert c["kept"] == (not c["reasons"])
+    assert c["split"] == split_of(c["clip"], 50.0)
+  tr = PairSplit(str(out / "train"))
+  va = PairSplit(str(out / "val"))
+  assert not set(tr.names) & set(va.names)  # split by clip
+  assert tr.human.shape == (tr.frames, F.HUMAN_DIM)
+  assert tr.human_noisy.shape == (1, tr.frames, F.HUMAN_DIM)
+  assert isinstance(tr.human, np.memmap)
+  np.testing.assert_array_equal(tr.starts, np.concatenate([[0], np.cumsum(tr.lengths)[:-1]]))
+  h, r, m = tr.window(0, 0, 200)  # longer than the clip: padded, masked
+  assert h.shape == (200, F.HUMAN_DIM) and m.sum() == tr.lengths[0]
+  assert not np.allclose(tr.human_noisy[0], tr.human)
+
+
+def _tiny_cfg(data, out, **kw) -> TrainConfig:
+  mc = ModelConfig(d_model=32, n_layers=1, n_heads=2, window=40, dropout=0.0)
+  base = dict(data=str(data), out=str(out), model=mc, epochs=6, batch=4, lr=3e-3, warmup_steps=2, stride=20,
+              threads=2, bf16=False, progress=False)
+  base.update(kw)
+  return TrainConfig(**base)
+
+
+def test_tiny_training_reduces_loss_and_resumes(tiny_data, tmp_path):
+  data, _ = tiny_data
+  train(_tiny_cfg(data, tmp_path / "a"))
+  ck = torch.load(tmp_path / "a" / "last.pt", weights_only=False)
+  hist = ck["history"]
+  assert len(hist) == 6
+  assert hist[-1]["train_loss"] < 0.8 * hist[0]["train_loss"]
+  assert hist[-1]["l1"] < hist[0]["l1"]
+  # Interrupted run (time budget hit during epoch 1), then --resume continues from last.pt.
+  train(_tiny_cfg(data, tmp_path / "b", max_minutes=1e-9))
+  first = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+  assert first["epoch"] == 0 and first["step"] == 1
+  train(_tiny_cfg(data, tmp_path / "b", resume=True))
+  ck_b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+  assert [h["epoch"] for h in ck_b["history"]] == [1, 2, 3, 4, 5, 6]
+  assert ck_b["history"][0]["step"] == 1 and ck_b["step"] > 1
+  # Fine-tuning starts from the checkpoint (same normalisation) at its own learning rate.
+  train(_tiny_cfg(data, tmp_path / "c", init=str(tmp_path / "a" / "best.pt"), lr=1e-4, epochs=1,
+                  export=str(tmp_path / "small.pt")))
+  m_a, _ = load_model(str(tmp_path / "a" / "best.pt"))
+  m_c, ck_c = load_model(str(tmp_path / "small.pt"))
+  torch.testing.assert_close(m_a.norm.r_std, m_c.norm.r_std)
+  assert next(iter(ck_c["state_dict"].values())).dtype == torch.float16 or any(
+    v.dtype == torch.float16 for v in ck_c["state_dict"].values())
+
+
+def test_inference_any_length_and_fps(tiny_data, tmp_path, g1):
+  data, _ = tiny_data
+  train(_tiny_cfg(data, tmp_path / "r", epochs=1))
+  ckpt = str(tmp_path / "r" / "best.pt")
+  p = tmp_path / "walk120.bvh"
+  p.write_text(sample_walk_bvh(seconds=5.0, fps=120.0))
+  h = load_human(p)
+  m = retarget_neural(h, g1, ckpt)  # 600 frames at 120 fps: resampled, many windows, back to 120
+  assert m.method == "neural" and m.fps == pytest.approx(120.0)
+  assert m.num_frames == h.num_frames
+  assert np.all(np.isfinite(m.dof_pos)) and np.all(np.isfinite(m.body_pos_w))
+  lo, hi = g1.model.joint_range[:, 0], g1.model.joint_range[:, 1]
+  assert np.all(m.dof_pos >= lo) and np.all(m.dof_pos <= hi)
+
+
+# ------------------------------------------------------------------ shipped model
+
+
+def test_shipped_model_small_and_retargets_sample(g1, walk):
+  assert DEFAULT_CHECKPOINT.exists(), "the shipped model is part of the repository"
+  assert DEFAULT_CHECKPOINT.stat().st_size < 30e6
+  m = retarget_neural(walk, g1, None)
+  from humanoid_retarget.eval.metrics import evaluate_motion
+
+  lo = g1.model.joint_range[:, 0] + g1.config.joint_limit_margin - 1e-6
+  hi = g1.model.joint_range[:, 1] - g1.config.joint_limit_margin + 1e-6
+  assert np.all(m.dof_pos >= lo) and np.all(m.dof_pos <= hi)
+  e = evaluate_motion(g1, m, walk)
+  assert e.joint_jump_pct == 0.0
+  assert e.keypoint_error_cm < 10.0
+  # It walks forward like the human (about the sample's 0.9 m/s x robot/human leg ratio).
+  dist = np.linalg.norm(m.root_pos[-1, :2] - m.root_pos[0, :2])
+  assert dist > 1.0
+
+
+def test_shipped_model_on_shared_clip(shared_data, g1, tmp_path):
+  from humanoid_retarget.cli.main import main
+  from humanoid_retarget.eval.metrics import evaluate_motion
+  from humanoid_retarget.io.motion import load_motion
+
+  clip = shared_data / "bandai2" / "dataset-2_walk_active_001.bvh"
+  out = tmp_path / "walk.npz"
+  assert main(["retarget", str(clip), "-o", str(out), "--method", "neural", "--quiet"]) == 0
+  m = load_motion(out)
+  h = load_human(clip)
+  assert m.method == "neural" and m.num_frames == h.num_frames
+  e = evaluate_motion(g1, m, h)
+  assert e.joint_jump_pct == 0.0
+  assert e.joint_limit_pct == 0.0
+  assert e.penetration_pct < 5.0
+  assert e.keypoint_error_cm < 8.0
+
+
+def test_neural_folder_batch(tmp_path, g1):
+  from humanoid_retarget.cli.main import main
+  from humanoid_retarget.io.motion import load_motion
+
+  src = tmp_path / "in"
+  src.mkdir()
+  (src / "a.bvh").write_text(sample_walk_bvh(seconds=2.0))
+  (src / "b.bvh").write_text(sample_walk_bvh(seconds=6.0, fps=60.0))
+  (src / "bad.bvh").write_text("HIERARCHY\nnot a skeleton\n")
+  rc = main(["retarget", str(src), "-o", str(tmp_path / "out"), "--method", "neural", "--quiet"])
+  assert rc == 1  # the broken file fails alone
+  a, b = load_motion(tmp_path / "out" / "a.npz"), load_motion(tmp_path / "out" / "b.npz")
+  assert a.num_frames == 60 and b.num_frames == 360 and b.fps == pytest.approx(60.0)
+  assert not os.path.exists(tmp_path / "out" / "bad.npz")
