@@ -16,10 +16,11 @@ COMMANDS: dict[str, str] = {
   "export": "humanoid_retarget.cli.export_cmd:export",
   "eval": "humanoid_retarget.cli.eval_cmd:evaluate",
   "sample": "humanoid_retarget.cli.sample_cmd:sample",
-  "dataset build": "humanoid_retarget.cli.dataset_cmd:build",
-  "train": "humanoid_retarget.cli.train_cmd:train",
   "stream": "humanoid_retarget.cli.stream_cmd:stream",
   "robot init": "humanoid_retarget.cli.robot_cmd:init",
+  "render": "humanoid_retarget.cli.render_cmd:render",
+  "view": "humanoid_retarget.cli.view_cmd:view",
+  "report": "humanoid_retarget.cli.report_cmd:report",
   "track-eval": "humanoid_retarget.cli.track_cmd:track_eval",
 }
 
@@ -28,10 +29,11 @@ HELP = {
   "export": "motion .npz -> mjlab / beyondmimic tracking npz, G1 CSV, GMR pickle",
   "eval": "quality metrics of robot motions (table and JSON)",
   "sample": "write the built-in sample human motion (BVH) the project generates itself",
-  "dataset build": "kinematic (human, robot) pairs for the neural retargeter: curated, split by clip",
-  "train": "train the neural retargeter (pre-train, or fine-tune with --init CKPT --lr ...)",
   "stream": "live retargeting: BVH frames over TCP (or --replay FILE) in, robot frames as JSON over UDP out",
   "robot init": "robot config (TOML) from a robot's MJCF: body per human joint, feet, hands, limits",
+  "render": "robot motion .npz -> mp4 / GIF / PNG (MuJoCo offscreen), with the human and other methods",
+  "view": "interactive 3D viewer in the browser (viser): robot and human, playback, clip list",
+  "report": "eval JSON -> self-contained HTML report: metric tables and per-clip plots",
   "track-eval": "simulated G1 tracks motions (MuJoCo, inverse-dynamics tracker): success rate, MPJPE, physics pairs",
 }
 
