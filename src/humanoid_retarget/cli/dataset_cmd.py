@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Literal
 
 
 def build(
@@ -12,6 +13,8 @@ def build(
   val_percent: float = 10.0,
   noisy_copies: int = 2,
   workers: int = 0,
+  executor: Literal["local", "ray"] = "local",
+  ray_address: str = "",
   quiet: bool = False,
 ) -> int:
   """Build a (human, robot) pair dataset with the kinematic retargeter, curated and split by clip.
@@ -26,12 +29,15 @@ def build(
     val_percent: share of clips in the validation split (chosen by a hash of the clip name).
     noisy_copies: corrupted copies of each clip's human features (jitter and spikes) for robustness.
     workers: retargeting processes (0 = one per CPU core).
+    executor: retarget the clips in a local process pool, or one Ray task per clip on a Ray cluster.
+    ray_address: Ray cluster address (default: start or join a local instance).
     quiet: no progress bar.
   """
   from humanoid_retarget.neural.dataset import BuildConfig, build_dataset
 
   rep = build_dataset(BuildConfig(inputs=list(inputs), out=out, robot=robot, val_percent=val_percent,
-                                  noisy_copies=noisy_copies, workers=workers, progress=not quiet))
+                                  noisy_copies=noisy_copies, workers=workers, executor=executor,
+                                  ray_address=ray_address, progress=not quiet))
   print(f"{rep['clips_kept']} of {rep['clips_total']} clips kept ({rep['clips_dropped']} dropped: "
         f"{rep['drop_counts']}); train {rep['splits']['train']}, val {rep['splits']['val']}; "
         f"retargeter commit {rep['retargeter_commit']}; report {out}/report.json", file=sys.stderr)

@@ -76,6 +76,8 @@ class BuildConfig:
     val_percent: share of clips (by name hash) in the validation split.
     noisy_copies: corrupted copies of the human features per clip (input-noise augmentation).
     workers: retargeting processes (0 = one per core).
+    executor: 'local' (process pool) or 'ray' (one Ray task per clip; ``ray_address``: the cluster,
+      '' = start or join a local instance).
   """
 
   inputs: list[str] = field(default_factory=lambda: ["../shared/data/bandai1", "../shared/data/bandai2"])
@@ -84,6 +86,8 @@ class BuildConfig:
   val_percent: float = 10.0
   noisy_copies: int = 2
   workers: int = 0
+  executor: str = "local"
+  ray_address: str = ""
   curation: CurationConfig = field(default_factory=CurationConfig)
   progress: bool = True
 
@@ -253,7 +257,13 @@ def build_dataset(cfg: BuildConfig) -> dict:
   tasks = [Task(f, os.path.join(cache, clip_name(f) + ".npz")) for f in files]
   t0 = time.perf_counter()
   fn = partial(build_clip, robot_spec=cfg.robot, noisy_copies=cfg.noisy_copies, cfg=cfg.curation)
-  res = run_batch(fn, tasks, workers=cfg.workers, skip_existing=True, progress=cfg.progress, desc="pairs")
+  if cfg.executor == "ray":
+    from humanoid_retarget.distributed import run_batch_ray
+
+    res = run_batch_ray(fn, tasks, address=cfg.ray_address or None, skip_existing=True, progress=cfg.progress,
+                        desc="pairs")
+  else:
+    res = run_batch(fn, tasks, workers=cfg.workers, skip_existing=True, progress=cfg.progress, desc="pairs")
   failed = dict(res.failed)
   clips: list[dict] = []
   kept: dict[str, list[tuple[str, str]]] = {"train": [], "val": []}
