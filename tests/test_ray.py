@@ -299,3 +299,64 @@ def test_ray_executor_without_ray_says_how_to_install(sample_bvh, tmp_path):
   assert "pip install 'humanoid-retarget[ray]'" in p.stderr
   assert "Traceback" not in p.stderr
   assert not (tmp_path / "o").exists()
+
+
+# --- training across processes: `train` under torchrun (gloo), against one process -----------------
+
+def _free_port() -> int:
+  import socket
+
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _history(run: Path) -> list[dict]:
+  import torch
+
+  return torch.load(run / "last.pt", map_location="cpu", weights_only=False)["history"]
+
+
+def test_train_under_torchrun_matches_one_process(shared_data, tmp_path):
+  """`train` unchanged under `torchrun --nproc_per_node 2` (gloo, 127.0.0.1) with 2 x batch 4 gives the
+  loss curve of one process with batch 8 (same global batch, same steps, same schedule)."""
+  if os.environ.get("CI"):
+    import torch  # noqa: F401 - CI runs the training test: a missing torch is an error
+  else:
+    pytest.importorskip("torch")
+  from humanoid_retarget.cli.main import main
+
+  src = sorted((shared_data / "bandai1").glob("*.bvh"))
+  clips_dir = tmp_path / "in"
+  clips_dir.mkdir()
+  for f in src[::14][:12]:
+    (clips_dir / f.name).symlink_to(f)
+  ds = tmp_path / "ds"
+  assert main(["dataset", "build", "--inputs", str(clips_dir), "--out", str(ds), "--val-percent", "30",
+               "--noisy-copies", "1", "--workers", "2", "--quiet"]) == 0
+  common = ["train", "--data", str(ds), "--epochs", "5", "--d-model", "32", "--n-layers", "1", "--n-heads", "2",
+            "--window", "40", "--stride", "10", "--warmup-steps", "3", "--lr", "3e-3", "--threads", "1",
+            "--no-bf16", "--dropout", "0", "--noisy-prob", "0", "--quiet"]
+  env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+  env.pop("WORLD_SIZE", None)
+  one = subprocess.run([sys.executable, "-m", "humanoid_retarget.cli.main", *common, "--out", str(tmp_path / "one"),
+                        "--batch", "8"], env=env, capture_output=True, text=True, timeout=600)
+  assert one.returncode == 0, one.stderr[-2000:]
+  two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+                        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+                        "-m", "humanoid_retarget.cli.main", *common, "--out", str(tmp_path / "two"), "--batch", "4"],
+                       env=env, capture_output=True, text=True, timeout=600)
+  assert two.returncode == 0, two.stderr[-2000:]
+  assert "world 2" in two.stderr  # really two processes in one gloo group
+
+  h1, h2 = _history(tmp_path / "one"), _history(tmp_path / "two")
+  assert [r["epoch"] for r in h1] == [r["epoch"] for r in h2] == [1, 2, 3, 4, 5]
+  assert [r["step"] for r in h1] == [r["step"] for r in h2]  # same number of optimiser steps
+  import numpy as np
+
+  for key, tol in (("train_loss", 0.15), ("l1", 0.10)):
+    a = np.array([r[key] for r in h1])
+    b = np.array([r[key] for r in h2])
+    assert a[-1] < a[0] and b[-1] < b[0], (key, a, b)  # both learn
+    assert np.max(np.abs(a - b) / a) < tol, (key, a, b)  # close at every epoch
+    assert np.corrcoef(a, b)[0, 1] > 0.9, (key, a, b)  # the same shape
