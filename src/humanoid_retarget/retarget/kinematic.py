@@ -29,16 +29,18 @@ class KinematicConfig:
   """Solver settings (defaults tuned once on Bandai clips, valid for any robot config)."""
 
   targets: TargetConfig = field(default_factory=TargetConfig)
-  iterations: int = 10
+  iterations: int = 8
   damping: float = 1e-3
   damping_start: float = 0.3  # Levenberg-Marquardt style: large early steps are damped, then relaxed
   posture_weight: float = 0.03
-  smooth_weight: float = 0.6  # pull towards the low-pass filtered solution
+  smooth_weight: float = 0.3  # pull towards the low-pass filtered solution
   smooth_sigma_s: float = 0.035
+  smooth_from: int = 5  # iteration from which the temporal term applies (limbs converge first: it also damps steps)
+  rate_from: int = 6  # iteration from which the joint rate limit is enforced inside the solve
   collision_weight: float = 6.0
   collision_margin: float = 0.015  # metres of clearance the solver keeps between capsules
   contact_weight_gain: float = 3.0  # stance feet weigh this much more
-  max_iter_step: float = 0.25  # rad per Gauss-Newton iteration (trust region)
+  max_iter_step: float = 0.6  # rad per Gauss-Newton iteration (trust region)
   max_step_rad: float = 0.45  # per 1/30 s: hard cap on joint change (the joint-jump threshold is 0.5)
   floor_correction: bool = True
   collision_cleanup: bool = True  # after the solve, open capsule pairs that still overlap (minimum joint change)
@@ -135,14 +137,15 @@ class CollisionPairs:
     return capsule_distance(a[:, i], b[:, i], self.cap_r[i], a[:, j], b[:, j], self.cap_r[j])
 
 
-_PAIR_CACHE: dict[int, CollisionPairs] = {}
+_PAIR_CACHE: dict[int, tuple[Robot, CollisionPairs]] = {}
 
 
 def collision_pairs(robot: Robot) -> CollisionPairs:
-  key = id(robot)
-  if key not in _PAIR_CACHE:
-    _PAIR_CACHE[key] = CollisionPairs(robot)
-  return _PAIR_CACHE[key]
+  """Pairs for ``robot``, cached per robot object (the robot is kept in the entry so its id is not reused)."""
+  hit = _PAIR_CACHE.get(id(robot))
+  if hit is None or hit[0] is not robot:
+    hit = _PAIR_CACHE[id(robot)] = (robot, CollisionPairs(robot))
+  return hit[1]
 
 
 def _rate_limit(q: np.ndarray, max_step: np.ndarray) -> np.ndarray:
@@ -196,6 +199,7 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
   q = np.broadcast_to(q_start, (T, nq)).copy() if q_init is None else np.clip(q_init, lo, hi)
 
   cp = collision_pairs(robot)
+  step = np.minimum(robot.velocity_limits / fps, cfg.max_step_rad * 30.0 / fps)
   sigma = max(cfg.smooth_sigma_s * fps, 0.5)
   posture_w = cfg.posture_weight * robot.posture_weight
   stats = SolveStats()
@@ -273,7 +277,7 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
     H[:, idx, idx] += posture_w**2
     g[:, 6:] += posture_w**2 * (q - q_nom)
     # Temporal smoothness: proximal pull to the filtered current solution (after the first iterations).
-    if it >= 2 and T > 3 and cfg.smooth_weight > 0:
+    if it >= cfg.smooth_from and T > 3 and cfg.smooth_weight > 0:
       ws = cfg.smooth_weight**2
       q_s = gaussian_filter1d(q, sigma, axis=0, mode="nearest")
       p_s = gaussian_filter1d(root_pos, sigma, axis=0, mode="nearest")
@@ -289,11 +293,14 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
     root_pos = root_pos + dx[:, :3]
     root_rot = _exp(dx[:, 3:6]) @ root_rot
     q = np.clip(q + dx[:, 6:], lo, hi)
+    if it >= cfg.rate_from:
+      # Joint speed as a constraint inside the solve: later iterations re-fit the other joints and the
+      # root to the rate-limited joints (a limit applied only afterwards would let pinned feet slide).
+      q = _rate_limit(q, step)
     stats.iterations = it + 1
   if cfg.collision_cleanup and len(cp.pairs):
     q = _push_apart(robot, cp, root_pos, root_rot, q, lo, hi, cfg.collision_margin)
   # Joint speed: rate limit to the robot's velocity limits and the joint-jump bound.
-  step = np.minimum(robot.velocity_limits / fps, cfg.max_step_rad * 30.0 / fps)
   q = np.clip(_rate_limit(q, step), lo, hi)
   return root_pos, root_rot, q, stats
 
