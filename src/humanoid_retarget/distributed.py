@@ -243,8 +243,13 @@ def run_batch_ray(fn: Callable[[Task], int], tasks: list[Task], address: str | N
   # Absolute paths: a worker's working directory is not the driver's. Reports use the caller's paths.
   sent = [Task(os.path.abspath(t.input), os.path.abspath(t.output) if t.output else t.output) for t in todo]
   orig = {s.input: t.input for s, t in zip(sent, todo)}
-  if longest_first:
-    sent.sort(key=_size, reverse=True)
+  if longest_first and len(sent) > 1:
+    # One stat per input; threads, because on shared storage each is a network round trip.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=32) as ex:
+      sizes = dict(zip((t.input for t in sent), ex.map(_size, sent)))
+    sent.sort(key=lambda t: sizes[t.input], reverse=True)
   k = max(1, int(clips_per_task))
   groups = [tuple(sent[i:i + k]) for i in range(0, len(sent), k)]
   try:
