@@ -239,13 +239,16 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
       stats.collision_pairs = int(len(active_pairs))
       if len(active_pairs):
         viol = (d < cfg.collision_margin).astype(float)  # (T, P)
-        n = c1 - c2
-        n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
-        ba = cp.cap_body[active_pairs[:, 0]]
-        bb = cp.cap_body[active_pairs[:, 1]]
-        Ja = m.point_jacobian(ba, c1, root_pos, anchors, axes)
-        Jb = m.point_jacobian(bb, c2, root_pos, anchors, axes)
-        jrow = np.einsum("tpa,tpav->tpv", n, Ja - Jb)  # d(distance)/dx, (T, P, nv)
+        jrow = np.zeros((T, len(active_pairs), nv))
+        tt = np.flatnonzero(viol.any(axis=1))  # Jacobians only where some pair is too close
+        if len(tt):
+          n = c1[tt] - c2[tt]
+          n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
+          ba = cp.cap_body[active_pairs[:, 0]]
+          bb = cp.cap_body[active_pairs[:, 1]]
+          Ja = m.point_jacobian(ba, c1[tt], root_pos[tt], anchors[tt], axes[tt])
+          Jb = m.point_jacobian(bb, c2[tt], root_pos[tt], anchors[tt], axes[tt])
+          jrow[tt] = np.einsum("tpa,tpav->tpv", n, Ja - Jb)  # d(distance)/dx
         wc = cfg.collision_weight * viol
         rows_J.append(-wc[..., None] * jrow)
         rows_r.append(wc * (cfg.collision_margin - d))
