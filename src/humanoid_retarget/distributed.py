@@ -5,7 +5,9 @@ bytes: a Ray task calls the same function on the same :class:`~humanoid_retarget
 the same one-thread BLAS setting as a local pool worker. Clips are not split into chunks: the
 kinematic solver optimises the whole sequence at once (temporal smoothing and rate limits couple
 all frames), so a chunk boundary would change the result, and a clip (~0.1-10 s of work) is already
-far above Ray's per-task cost (~1-3 ms, see docs/scaling.md).
+far above Ray's per-task cost (~2-8 ms, see docs/scaling.md). Instead the largest inputs are sent
+first (the longest clips never start last), and ``clips_per_task`` groups short clips into one task
+when a big cluster would otherwise drown the driver in tiny tasks.
 
 What the executor guarantees:
 
