@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
   "view": "humanoid_retarget.cli.view_cmd:view",
   "report": "humanoid_retarget.cli.report_cmd:report",
   "track-eval": "humanoid_retarget.cli.track_cmd:track_eval",
+  "track-train": "humanoid_retarget.cli.track_train_cmd:track_train",
+  "cluster": "humanoid_retarget.cli.cluster_cmd:cluster",
 }
 
 HELP = {
@@ -39,6 +41,8 @@ HELP = {
   "view": "interactive 3D viewer in the browser (viser): robot and human, playback, clip list",
   "report": "eval JSON -> self-contained HTML report: metric tables and per-clip plots",
   "track-eval": "simulated G1 tracks motions (MuJoCo, inverse-dynamics tracker): success rate, MPJPE, physics pairs",
+  "track-train": "PPO tracking expert (rsl-rl-lib, CPU) on a clip or a cluster's clips: checkpoints, success, MPJPE",
+  "cluster": "human motions -> motion-VAE latents -> cosine k-means clusters (JSON; one expert per cluster)",
 }
 
 
