@@ -61,6 +61,12 @@ def test_env_reset_step_shapes_finite(sim):
       assert all(np.isfinite(v).all() for v in r.obs.values())
       assert r.obs["policy"].dtype == np.float32
     assert ((env.frame >= 0) & (env.frame < env.ref.length[env.clip] - 1)).all()
+    # domain randomisation: model variants with their own torso mass / foot friction; the base model untouched
+    torso = sim.model.body("torso_link").id
+    masses = [v.body_mass[torso] for v in env.bsim.variants]
+    assert len(env.bsim.variants) == 8 and np.ptp(masses) > 0.1
+    assert sim.model.body_mass[torso] == env.m.body_mass[torso] and all(v is not sim.model for v in env.bsim.variants)
+    assert np.abs(env.joint_bias).max() <= 0.01 and np.abs(env.joint_bias).max() > 0
   finally:
     env.close()
 

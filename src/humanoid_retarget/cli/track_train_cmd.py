@@ -52,7 +52,7 @@ def track_train(
   start_s: float = 0.0,
   duration_s: float = 0.0,
   hidden: tuple[int, ...] = (256, 128),
-  init_std: float = 0.5,
+  init_std: float = 0.25,
   steps_per_env: int = 24,
   sigma_loose: float = 2.0,
   threads: int = 2,

@@ -33,7 +33,8 @@ class PPOConfig:
   steps_per_env: int = 24
   hidden_dims: tuple[int, ...] = (256, 128)
   activation: str = "elu"
-  init_std: float = 0.5  # BeyondMimic: 1.0 (actions around its default pose); ours offset the reference
+  init_std: float = 0.25  # BeyondMimic: 1.0 around its default pose; ours offset the reference (~0.1 rad noise)
+  actor_output_gain: float = 0.01  # shrink the actor's last layer at init: the first policy ~ the reference
   learning_rate: float = 1e-3
   learning_epochs: int = 5
   mini_batches: int = 4
@@ -222,12 +223,21 @@ def train_expert(motion_paths: list[str], run_dir: str, cfg: TrainConfig | None 
                                 sigma_decay_steps=decay)
   env = TrackingEnv(sim, motions, env_cfg, names)
   runner = _runner(env, cfg.ppo, run_dir)
+  with torch.no_grad():
+    last = runner.alg.actor.mlp[-1]
+    last.weight.mul_(cfg.ppo.actor_output_gain)
+    last.bias.zero_()
   t0 = time.perf_counter()
   done_it = 0
   while done_it < cfg.iterations:
     n = min(cfg.chunk, cfg.iterations - done_it) if cfg.max_minutes > 0 else cfg.iterations
     runner.learn(n)
     done_it += n
+    # rsl-rl saves a checkpoint at the end of every learn() call: keep only those on the save interval
+    for p in glob.glob(os.path.join(run_dir, "model_*.pt")):
+      it = int(re.findall(r"model_(\d+)\.pt$", p)[0])
+      if it % cfg.ppo.save_interval and it != runner.current_learning_iteration:
+        os.remove(p)
     if cfg.max_minutes > 0 and time.perf_counter() - t0 > cfg.max_minutes * 60.0:
       log(f"time budget of {cfg.max_minutes} min reached after {done_it} iterations")
       break
