@@ -57,7 +57,7 @@ def retarget(
     fps: resample the input to this rate first (0 = keep the source rate).
     body_model_dir: SMPL/SMPL-H/SMPL-X model folder for AMASS input (or $HUMANOID_RETARGET_BODY_MODELS).
     model: neural checkpoint (default: the shipped model).
-    workers: parallel worker processes (0 = one per CPU core).
+    workers: parallel worker processes (0 = one per CPU core; with --executor ray, tasks in flight).
     overwrite: redo clips whose output exists (default: skip them).
     executor: local process pool, or a Ray cluster.
     ray_address: Ray cluster address (default: start or join a local instance).
@@ -86,7 +86,7 @@ def retarget(
     from humanoid_retarget.distributed import run_batch_ray
 
     res = run_batch_ray(partial(retarget_task, opts=opts), tasks, address=ray_address or None,
-                        skip_existing=not overwrite, progress=not quiet)
+                        skip_existing=not overwrite, progress=not quiet, num_workers=workers or None)
   elif method == "neural" and len(tasks) > 1:
     from humanoid_retarget.neural.infer import retarget_neural_batch
 
