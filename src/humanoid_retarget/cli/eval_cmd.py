@@ -19,17 +19,6 @@ COLUMNS = [
 ]
 
 
-def _motion_files(paths: list[str]) -> list[str]:
-  out = []
-  for p in paths:
-    if os.path.isdir(p):
-      for d, _, fs in os.walk(p):
-        out += [os.path.join(d, f) for f in fs if f.endswith(".npz") and not f.startswith(".")]
-    else:
-      out.append(p)
-  return sorted(out)
-
-
 def _match_human(motion_path: str, source: str, humans: list[str]) -> str | None:
   """The human file for a motion: same stem as the motion file or as its recorded source."""
   from humanoid_retarget.human.load import list_inputs
@@ -107,9 +96,9 @@ def evaluate(
     body_model_dir: SMPL/SMPL-H/SMPL-X model folder for AMASS sources (or $HUMANOID_RETARGET_BODY_MODELS).
   """
   from humanoid_retarget.eval.metrics import aggregate
-  from humanoid_retarget.io.motion import atomic_write_bytes
+  from humanoid_retarget.io.motion import atomic_write_bytes, list_motion_files
 
-  files = _motion_files(motions)
+  files = list_motion_files(motions)
   if not files:
     raise RetargetError("no motion files (.npz) found", " ".join(motions))
   rows, objs, failed = [], [], []

@@ -11,19 +11,6 @@ from typing import Literal
 from humanoid_retarget.errors import RetargetError
 
 
-def _motion_files(paths: list[str]) -> list[str]:
-  out = []
-  for p in paths:
-    if os.path.isdir(p):
-      for d, _, fs in os.walk(p):
-        out += [os.path.join(d, f) for f in fs if f.endswith(".npz") and not f.startswith(".")]
-    elif os.path.isfile(p):
-      out.append(p)
-    else:
-      raise RetargetError(f"{p}: no such file or folder")
-  return sorted(out)
-
-
 @lru_cache(maxsize=4)
 def _cached_sim(robot: str):
   from humanoid_retarget.sim.model import build_robot_sim
@@ -58,9 +45,10 @@ def track_eval(motions: list[str], /, json: str | None = None, save_dir: str | N
   local instance); clips that fail are then listed at the end (exit status 1).
   """
   from humanoid_retarget.io.motion import atomic_write_bytes
+  from humanoid_retarget.io.motion import list_motion_files
   from humanoid_retarget.sim.evaluate import aggregate
 
-  files = _motion_files(motions)
+  files = list_motion_files(motions)
   if not files:
     raise RetargetError("no motion files (.npz) given")
   _cached_sim(robot)

@@ -99,6 +99,19 @@ _REQUIRED = {
 }
 
 
+def list_motion_files(paths: list[str]) -> list[str]:
+  """Motion files (.npz) named by ``paths``: files as given, folders searched recursively; sorted.
+  A path that does not exist is kept, so the loader reports it with the others."""
+  out = []
+  for p in paths:
+    if os.path.isdir(p):
+      for d, _, fs in os.walk(p):
+        out += [os.path.join(d, f) for f in fs if f.endswith(".npz") and not f.startswith(".")]
+    else:
+      out.append(p)
+  return sorted(out)
+
+
 def load_motion(path: str | os.PathLike) -> RobotMotion:
   """Read and validate a motion file; errors name the file and what is wrong."""
   path = os.fspath(path)

@@ -221,7 +221,6 @@ def load_robot_model(mjcf_path: str | os.PathLike) -> RobotModel:
   except Exception as e:  # mujoco raises ValueError with a multi-line message
     msg = str(e).strip().splitlines()
     raise RobotConfigError(f"cannot load MJCF ({msg[0] if msg else e})", mjcf_path) from None
-  nb = m.nbody - 1
   names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, b) for b in range(1, m.nbody)]
   parent = np.array([m.body_parentid[b] - 1 for b in range(1, m.nbody)], dtype=np.int64)
   roots = np.flatnonzero(parent < 0)
