@@ -7,6 +7,7 @@ body_names (B,) str, body_pos_w (T, B, 3), body_quat_w (T, B, 4) wxyz, contacts 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -62,17 +63,17 @@ class RobotMotion:
     return out
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-  """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
+  """Yield a temporary path beside ``path``; on success it replaces ``path`` (``os.replace``), on any
+  error it is removed. Writers that need a file name (video encoders, np.save) write through it."""
   path = os.fspath(path)
   d = os.path.dirname(os.path.abspath(path))
   os.makedirs(d, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=d)
+  fd, tmp = tempfile.mkstemp(prefix=".", suffix=suffix, dir=d)
+  os.close(fd)
   try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
+    yield tmp
     os.replace(tmp, path)
   except BaseException:
     try:
@@ -80,6 +81,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except OSError:
       pass
     raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+  """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+  with atomic_path(path) as tmp:
+    with open(tmp, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
 
 
 def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:

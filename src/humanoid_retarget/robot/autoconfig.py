@@ -738,16 +738,9 @@ def _cache_dir() -> Path:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  from humanoid_retarget.io.motion import atomic_write_bytes
+
+  atomic_write_bytes(path, text.encode())
 
 
 def generate_config_file(mjcf_path: str | os.PathLike, out: str | None = None) -> str:

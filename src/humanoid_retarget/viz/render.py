@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -370,12 +369,10 @@ def write_frames(path: str, frames, fps: float, count: int | None = None) -> int
   ext = os.path.splitext(path)[1].lower()
   if ext not in VIDEO_EXTENSIONS:
     raise RenderError(f"unknown output type '{ext}' (use {', '.join(VIDEO_EXTENSIONS)})", path)
-  d = os.path.dirname(os.path.abspath(path))
-  os.makedirs(d, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".", suffix=ext, dir=d)
-  os.close(fd)
+  from humanoid_retarget.io.motion import atomic_path
+
   n = 0
-  try:
+  with atomic_path(path, suffix=ext) as tmp:
     if ext == ".png":
       from PIL import Image
 
@@ -405,13 +402,6 @@ def write_frames(path: str, frames, fps: float, count: int | None = None) -> int
           n += 1
       finally:
         w.close()
-    os.replace(tmp, path)
-  except BaseException:
-    try:
-      os.unlink(tmp)
-    except OSError:
-      pass
-    raise
   return n
 
 
