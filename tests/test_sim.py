@@ -103,6 +103,92 @@ def test_tracker_holds_standing_pose(sim):
   assert res.body_pos[-1, sim.body_index("torso_link"), 2] > 0.8
 
 
+def _stepping_motion(sim, seconds: float = 5.0):
+  """Standing pose whose contact labels lift the right foot, then the left, 0.4 s each (a step in place)."""
+  mo = _standing_motion(sim, seconds)
+  t = np.arange(mo.num_frames) / mo.fps
+  ph = (t - 1.0) % 1.2
+  c = np.ones((mo.num_frames, 2), dtype=bool)
+  c[:, 1] &= ~((t >= 1.0) & (ph < 0.4))
+  c[:, 0] &= ~((t >= 1.0) & (ph >= 0.6) & (ph < 1.0))
+  mo.contacts = c
+  return mo
+
+
+def test_feasible_com_keeps_zmp_on_soles():
+  from humanoid_retarget.sim.tracker import FOOT_CORNERS, _clamp_to_support, feasible_com_trajectory
+
+  T, dt = 150, 0.02
+  t = np.arange(T) * dt
+  com = np.stack([0.02 * np.ones(T), 0.12 * np.sin(2 * np.pi * t), np.full(T, 0.7)], axis=1)  # sways far out
+  vel = np.gradient(com, dt, axis=0)
+  acc = np.gradient(vel, dt, axis=0)
+  feet = np.zeros((T, 2, 3))
+  feet[:, 0, 1], feet[:, 1, 1] = 0.1, -0.1
+  feet[..., 2] = 0.035
+  mats = np.tile(np.eye(3), (T, 2, 1, 1))
+  contact = np.ones((T, 2), dtype=bool)
+  contact[50:75, 1] = False  # right foot up: the ZMP must be on the left sole
+  c, v, a = feasible_com_trajectory(com, vel, acc, feet, mats, contact, dt, margin=0.01)
+  zmp = c[:, :2] - a[:, :2] * 0.7 / 9.81
+  raw = com[:, :2] - acc[:, :2] * 0.7 / 9.81
+  outside = 0
+  for k in range(T):
+    pts = np.concatenate([(feet[k, f] + FOOT_CORNERS)[:, :2] for f in np.flatnonzero(contact[k])])
+    assert np.linalg.norm(_clamp_to_support(zmp[k], pts) - zmp[k]) < 2e-3, k
+    outside += np.linalg.norm(_clamp_to_support(raw[k], pts) - raw[k]) > 0.01
+  assert outside > 20  # the reference itself was infeasible
+  assert np.allclose(c[:, 2], com[:, 2])
+
+
+def test_swing_lift_profile():
+  from humanoid_retarget.sim.tracker import swing_lift
+
+  contact = np.ones((40, 2), dtype=bool)
+  contact[10:30, 0] = False
+  lift, rate = swing_lift(contact, 0.04, 0.02)
+  assert np.all(lift[contact[:, 0], 0] == 0.0) and np.all(lift[:, 1] == 0.0)
+  assert lift[19:21, 0].max() == pytest.approx(0.04, abs=1e-3)
+  assert rate[12, 0] > 0 > rate[28, 0]
+
+
+def test_qp_tracker_steps_in_place(sim):
+  from humanoid_retarget.sim.reference import make_reference
+  from humanoid_retarget.sim.tracker import TrackerConfig, WholeBodyQPTracker, track
+
+  ref = make_reference(_stepping_motion(sim), sim)
+  tr = WholeBodyQPTracker(sim, TrackerConfig(w_joint=0.2, w_com=30.0, strict_schedule=True))
+  res = track(sim, ref, tracker=tr)
+  assert res.success, f"fell at step {res.failed_at}"
+  single = res.contacts.sum(axis=1) == 1
+  ref_single = ref.contacts.sum(axis=1) == 1
+  assert single.mean() > 0.8 * ref_single.mean()  # it really stands on one foot when told to
+  feet = [sim.body_index("left_ankle_roll_link"), sim.body_index("right_ankle_roll_link")]
+  assert (res.body_pos[:, feet, 2] - res.body_pos[0, feet, 2]).max(axis=0).min() > 0.02  # both feet lifted
+  assert np.linalg.norm(res.qpos[-1, :2] - res.qpos[0, :2]) < 0.1
+
+
+def test_qp_tracker_torques_within_limits(sim):
+  from humanoid_retarget.sim.reference import make_reference
+  from humanoid_retarget.sim.tracker import TrackerConfig, WholeBodyQPTracker, track
+
+  ref = make_reference(_stepping_motion(sim, 2.0), sim)
+  tr = WholeBodyQPTracker(sim, TrackerConfig(w_joint=0.2, w_com=30.0, strict_schedule=True, effort_margin=0.5))
+  taus = []
+  solve = tr.solve
+
+  def record(d, r, k):
+    tau, acc = solve(d, r, k)
+    taus.append(tau)
+    return tau, acc
+
+  tr.solve = record
+  track(sim, ref, tracker=tr)
+  taus = np.abs(np.array(taus))
+  assert len(taus) > 50
+  assert np.all(taus <= 0.5 * sim.effort + 1e-6)
+
+
 def test_tracker_follows_shared_clip(sim, shared_data, tmp_path):
   from humanoid_retarget.pipeline import RetargetOptions, retarget_file
   from humanoid_retarget.sim.evaluate import evaluate_clip
@@ -141,3 +227,26 @@ def test_groups():
   assert complexity_group("dataset-2_wave-left-hand_active_001.npz") == "upper_body"
   assert complexity_group("walk-turn-left_01.npz") == "whole_body_primitive"
   assert complexity_group("dance1_subject2.npz") == "whole_body_complex"
+
+
+def test_sampling_tracker_nominal_and_standing(sim):
+  import mujoco as mj
+
+  from humanoid_retarget.sim.mpc import SamplingConfig, SamplingTracker
+  from humanoid_retarget.sim.reference import make_reference
+  from humanoid_retarget.sim.tracker import WholeBodyQPTracker, track
+
+  ref = make_reference(_standing_motion(sim, 1.0), sim)
+  d = mj.MjData(sim.model)
+  d.qpos[:], d.qvel[:] = ref.qpos[0], ref.qvel[0]
+  mj.mj_forward(sim.model, d)
+  qp = WholeBodyQPTracker(sim)
+  qp.set_reference(ref)
+  zero = SamplingTracker(sim, SamplingConfig(samples=4, horizon=3, sigma=0.0))
+  zero.set_reference(ref)
+  np.testing.assert_allclose(zero.control(d, ref, 0), qp.control(d, ref, 0), atol=1e-9)  # no noise: the QP
+  zero.close()
+  mpc = SamplingTracker(sim, SamplingConfig(samples=8, horizon=5))
+  res = track(sim, ref, tracker=mpc)
+  mpc.close()
+  assert res.success and mpc.replaced > 0  # perturbed plans were chosen, and it still stands
