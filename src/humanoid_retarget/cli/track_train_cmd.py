@@ -12,18 +12,13 @@ from humanoid_retarget.errors import RetargetError
 
 
 def _motion_paths(paths: list[str]) -> list[str]:
-  out = []
-  for p in paths:
-    if os.path.isdir(p):
-      for d, _, fs in os.walk(p):
-        out += [os.path.join(d, f) for f in fs if f.endswith(".npz") and not f.startswith(".")]
-    elif p.endswith(".json") and os.path.isfile(p):
-      raise RetargetError(f"{p}: pass a cluster's members with --cluster-json FILE --cluster K")
-    elif os.path.isfile(p):
-      out.append(p)
-    else:
+  from humanoid_retarget.io.motion import list_motion_files
+
+  out = list_motion_files(paths)
+  for p in out:
+    if not os.path.isfile(p):
       raise RetargetError(f"{p}: no such file or folder")
-  return sorted(out)
+  return out
 
 
 def _cluster_members(path: str, k: int, motion_dir: str) -> list[str]:
