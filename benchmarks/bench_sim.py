@@ -7,7 +7,11 @@
    so contacts are active).
 2. Tracker: the Bandai-2 walk, walk-turn-left/right, run and wave-* clips (N per class, default all 28)
    are retargeted (kinematic) into a temporary folder, then tracked; success rate, MPJPE, W-MPJPE and the
-   tracker's speed as a ratio to real time, overall and per class. Targets: >= 90 %, <= 5 cm, >= 0.5x.
+   tracker's speed as a ratio to real time, overall and per class, plus the mean fraction of each clip
+   tracked before a termination (diagnostic). Targets: >= 90 %, <= 5 cm, >= 0.5x. ``--mpc`` tracks the
+   same clips with the predictive-sampling layer (``sim.mpc``) as well (slow: ~0.2-0.3x real time).
+3. Reference feasibility of the running clips: the longest interval with both retargeted soles > 2 cm
+   above the floor, and the mean vertical CoM acceleration over those frames (a ballistic body: -9.81).
 """
 
 from __future__ import annotations
@@ -68,13 +72,13 @@ def main() -> int:
   ap.add_argument("--per-class", type=int, default=28)
   ap.add_argument("--json", default="")
   ap.add_argument("--motions", default="", help="already retargeted clips (skip retargeting)")
+  ap.add_argument("--mpc", action="store_true", help="also measure the predictive-sampling tracker")
   a = ap.parse_args()
   sim = build_robot_sim()
   ph = physics_speed(sim)
   print("physics steps/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in ph.items()))
-  from humanoid_retarget.io.motion import load_motion, save_motion
+  from humanoid_retarget.io.motion import save_motion
   from humanoid_retarget.pipeline import RetargetOptions, retarget_file
-  from humanoid_retarget.sim.evaluate import aggregate, evaluate_clip
 
   tmp = a.motions or tempfile.mkdtemp(prefix="bench_sim_")
   files = []
@@ -85,26 +89,88 @@ def main() -> int:
       if not os.path.exists(out):
         save_motion(out, retarget_file(f, RetargetOptions()))
       files.append((c, out))
-  rows, by_class = [], {}
+  out = {"physics": ph}
+  flights = run_flight_check(sim, [f for c, f in files if c == "run"])
+  if flights:
+    out["run_flight"] = flights
+    long = [r for r in flights if r["longest_airborne_s"] >= 0.2]
+    print(f"running references: {len(long)}/{len(flights)} have both soles > 2 cm up for >= 0.2 s; over those "
+          f"airborne frames the CoM accelerates at {np.mean([r['airborne_com_az'] for r in long]) if long else 0:.1f} "
+          f"m/s^2 on average (ballistic: -9.81)")
+  controllers = [("qp", None)]
+  if a.mpc:
+    controllers.append(("mpc", "mpc"))
+  for name, kind in controllers:
+    out[name] = track_all(sim, files, kind)
+  if a.json:
+    with open(a.json, "w") as f:
+      json.dump(out, f, indent=2)
+  return 0
+
+
+def track_all(sim, files, kind) -> dict:
+  """Track every clip with the QP tracker (kind None) or the sampling tracker ('mpc'); print and return figures."""
+  from humanoid_retarget.io.motion import load_motion
+  from humanoid_retarget.sim.evaluate import ClipTracking, aggregate, complexity_group, length_group, tracking_errors
+  from humanoid_retarget.sim.reference import make_reference
+  from humanoid_retarget.sim.tracker import track
+
+  rows, by_class, frac = [], {}, {}
   t0 = time.perf_counter()
   for c, f in files:
-    row, _, _ = evaluate_clip(sim, load_motion(f), os.path.basename(f))
+    motion = load_motion(f)
+    ref = make_reference(motion, sim)
+    tracker = None
+    if kind == "mpc":
+      from humanoid_retarget.sim.mpc import SamplingTracker
+
+      tracker = SamplingTracker(sim)
+    res = track(sim, ref, tracker=tracker)
+    if tracker is not None:
+      tracker.close()
+    mp, wmp = tracking_errors(sim, ref, res)
+    name = os.path.basename(f)
+    row = ClipTracking(clip=name, frames=motion.num_frames, fps=motion.fps, success=res.success,
+                       failed_at_s=-1.0 if res.success else res.failed_at * sim.control_dt, mpjpe_cm=mp,
+                       w_mpjpe_cm=wmp, realtime_factor=res.realtime_factor,
+                       length=length_group(motion.num_frames, motion.fps), complexity=complexity_group(name, motion))
     rows.append(row)
     by_class.setdefault(c, []).append(row)
+    frac.setdefault(c, []).append(1.0 if res.success else res.failed_at / max(ref.num_frames - 1, 1))
   wall = time.perf_counter() - t0
   summ = aggregate(rows)
   sim_s = sum((r.frames - 1) / r.fps if r.success else r.failed_at_s for r in rows)
-  print(f"tracker: {len(rows)} clips, success {100 * summ['success_rate']:.1f}%, mpjpe {summ['mpjpe_cm']:.2f} cm, "
+  label = kind or "qp"
+  print(f"{label} tracker: {len(rows)} clips, success {100 * summ['success_rate']:.1f}%, mpjpe {summ['mpjpe_cm']:.2f} cm, "
         f"w-mpjpe {summ['w_mpjpe_cm']:.2f} cm, speed {sim_s / wall:.2f}x real time (incl. reference prep)")
   classes = {}
   for c, rs in by_class.items():
     classes[c] = {"clips": len(rs), "success_rate": float(np.mean([r.success for r in rs])),
-                  "mpjpe_cm": float(np.mean([r.mpjpe_cm for r in rs]))}
-    print(f"  {c:<18} clips {len(rs):3d}  success {100 * classes[c]['success_rate']:5.1f}%  mpjpe {classes[c]['mpjpe_cm']:.2f} cm")
-  if a.json:
-    with open(a.json, "w") as f:
-      json.dump({"physics": ph, "tracker": summ, "classes": classes, "realtime_factor": sim_s / wall}, f, indent=2)
-  return 0
+                  "mpjpe_cm": float(np.mean([r.mpjpe_cm for r in rs])), "tracked_fraction": float(np.mean(frac[c]))}
+    print(f"  {c:<18} clips {len(rs):3d}  success {100 * classes[c]['success_rate']:5.1f}%  "
+          f"mpjpe {classes[c]['mpjpe_cm']:.2f} cm  tracked {100 * classes[c]['tracked_fraction']:.0f}% of the clip")
+  return {"tracker": summ, "classes": classes, "realtime_factor": sim_s / wall}
+
+
+def run_flight_check(sim, files) -> list[dict]:
+  """Per running clip: longest both-soles-airborne interval (s) and the mean CoM z acceleration then."""
+  from humanoid_retarget.io.motion import load_motion
+  from humanoid_retarget.sim.reference import make_reference
+  from humanoid_retarget.sim.tracker import reference_features
+
+  out = []
+  for f in files:
+    ref = make_reference(load_motion(f), sim)
+    feat = reference_features(sim, ref, feasible_com=False, swing_clearance=0.0)
+    air = (feat.sole_height > 0.02).all(axis=1)
+    longest = run = 0
+    for x in air:
+      run = run + 1 if x else 0
+      longest = max(longest, run)
+    out.append({"clip": os.path.basename(f), "longest_airborne_s": longest / ref.fps,
+                "airborne_fraction": float(air.mean()),
+                "airborne_com_az": float(feat.com_acc[air, 2].mean()) if air.any() else float("nan")})
+  return out
 
 
 if __name__ == "__main__":

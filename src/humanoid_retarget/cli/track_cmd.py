@@ -35,7 +35,7 @@ def track_file(path: str, root: str | None, robot: str, save_dir: str | None):
 def track_eval(motions: list[str], /, json: str | None = None, save_dir: str | None = None,
                robot: str = "unitree_g1_29dof", executor: Literal["local", "ray"] = "local",
                ray_address: str = "", quiet: bool = False) -> int:
-  """Track robot motions (.npz files or folders) in MuJoCo with the inverse-dynamics tracker.
+  """Track robot motions (.npz files or folders) in MuJoCo with the whole-body QP tracker (needs daqp).
 
   Prints one line per clip and a summary (success rate, MPJPE / W-MPJPE in cm, by length and complexity
   group). With --json, writes the rows and the summary (keys ``success_rate``, ``mpjpe_cm``, ``by_length``,

@@ -326,7 +326,10 @@ class WholeBodyQPTracker:
   """Whole-body QP controller for one MjData following one reference (see module docstring)."""
 
   def __init__(self, sim: SimModel, cfg: TrackerConfig | None = None):
-    import daqp  # the QP solver (a core dependency of the sim tracker)
+    try:
+      import daqp  # the QP solver
+    except ImportError as e:  # pragma: no cover - depends on the environment
+      raise ImportError("the whole-body QP tracker needs the 'daqp' package (pip install daqp)") from e
 
     self._daqp = daqp
     self.sim = sim
