@@ -33,7 +33,7 @@ class SamplingConfig:
 
   samples: int = 16
   horizon: int = 10
-  sigma: float = 0.08  # rad, std of the knot offsets
+  sigma: float = 0.15  # rad, std of the knot offsets
   joints: str = r"hip|knee|ankle|waist"  # joints whose targets are perturbed
   nominal_decay: float = 0.8  # per control step, of the QP offset over the horizon
   nthread: int = 2
