@@ -1,11 +1,11 @@
 """Neural vs kinematic retargeting on validation clips: speed, quality, robustness, unseen skeleton.
 
 One run prints a table and writes JSON (default benchmarks/results/bench_neural.json):
-  1. speed: frames/s of the neural path (features + batched network + decode + post-process +
-     RobotMotion, all validation clips in one batched call; torch 2 threads, inference_mode; file I/O
-     excluded), of the network alone, and of the kinematic retargeter (one process, same clips);
+  1. speed: frames/s of the neural path by stage (features, batched network over all validation
+     clips at once, decode + post-process, RobotMotion packaging by make_motion; torch 2 threads,
+     inference_mode, bf16 weights; file I/O excluded) and of the kinematic retargeter (one process);
   2. quality: eval metrics (``evaluate_motion(robot, motion, human)``) of both, and of the neural
-     output without its post-process (joint clamp, floor correction);
+     output without its post-process (low-pass, joint clamp, collision repair, speed bound, foot pinning, floor correction);
   3. robustness (as NMR Fig. 6): spikes and jitter injected into the human joint positions; joint
      jumps and key-point error against the *clean* human, for both methods;
   4. unseen skeleton: the built-in LAFAN-style sample at 120 fps (never in training).
@@ -72,8 +72,9 @@ def main() -> int:
   from humanoid_retarget.human.motion import HumanMotion
   from humanoid_retarget.human.sample import sample_walk_bvh
   from humanoid_retarget.neural.features import corrupt_positions, human_features
-  from humanoid_retarget.neural.infer import NeuralConfig, load_checkpoint, retarget_neural_many, run_network
-  from humanoid_retarget.retarget.kinematic import retarget_kinematic
+  from humanoid_retarget.neural.infer import (NeuralConfig, decode_tracks, load_checkpoint, retarget_neural_many,
+                                              run_network)
+  from humanoid_retarget.retarget.kinematic import make_motion, retarget_kinematic
   from humanoid_retarget.robot.config import load_robot
 
   robot = load_robot("unitree_g1_29dof")
@@ -93,27 +94,38 @@ def main() -> int:
   out: dict = {"clips": len(humans), "frames": frames, "checkpoint": str(ckpt or "shipped"),
                "model": ck["model_config"], "retargeter_commit": ck.get("retargeter_commit")}
 
-  # 1. speed
+  # 1. speed, by stage (best of --repeats): features, network, decode (root pose, joint angles,
+  # clamp, contacts, floor correction), RobotMotion packaging (make_motion: FK + quaternions).
   retarget_neural_many(humans[:2], robot, ckpt)  # warm-up
-  best = np.inf
+  cfg = NeuralConfig()
+  stages = {"features": np.inf, "network": np.inf, "decode": np.inf, "make_motion": np.inf, "total": np.inf}
   for _ in range(a.repeats):
-    t = time.perf_counter()
-    neural = retarget_neural_many(humans, robot, ckpt)
-    best = min(best, time.perf_counter() - t)
-  feats = [human_features(h.positions, h.fps)[0] for h in humans]
-  best_net = np.inf
-  for _ in range(a.repeats):
-    t = time.perf_counter()
-    run_network(model, feats)
-    best_net = min(best_net, time.perf_counter() - t)
+    t0 = time.perf_counter()
+    fts = [human_features(h.positions, h.fps) for h in humans]  # Bandai is 30 fps: no resampling
+    t1 = time.perf_counter()
+    ys = run_network(model, [f for f, _ in fts], cfg)
+    t2 = time.perf_counter()
+    tracks = [decode_tracks(robot, y, fr, h, cfg) for y, (_, fr), h in zip(ys, fts, humans)]
+    t3 = time.perf_counter()
+    neural = [make_motion(robot, *tr, h.fps, "neural", h.source) for tr, h in zip(tracks, humans)]
+    t4 = time.perf_counter()
+    for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
+      stages[k] = min(stages[k], v)
   t = time.perf_counter()
   kin = [retarget_kinematic(h, robot) for h in humans]
   t_kin = time.perf_counter() - t
-  out["speed_fps"] = {"neural_end_to_end": frames / best, "neural_network_only": frames / best_net,
-                      "kinematic": frames / t_kin}
+  out["stage_seconds"] = stages
+  out["speed_fps"] = {
+    "neural_network_only": frames / stages["network"],
+    "neural_inference": frames / (stages["features"] + stages["network"] + stages["decode"]),
+    "neural_end_to_end": frames / stages["total"],
+    "kinematic": frames / t_kin,
+  }
 
   # 2. quality
-  raw = retarget_neural_many(humans, robot, ckpt, replace(NeuralConfig(), clamp=False, floor=False))
+  raw = retarget_neural_many(humans, robot, ckpt,
+                             replace(NeuralConfig(), clamp=False, floor=False, rate_limit=False, pin_feet=False,
+                                     collisions=False, smooth_sigma=0.0))
   out["metrics"] = {"kinematic": agg(robot, kin, humans), "neural": agg(robot, neural, humans),
                     "neural_no_postprocess": agg(robot, raw, humans)}
 
@@ -142,8 +154,10 @@ def main() -> int:
   keys = ["keypoint_error_cm", "joint_jump_pct", "self_collision_pct", "joint_limit_pct", "penetration_pct",
           "lowest_foot_mean_cm", "foot_skate_cms", "velocity_limit_pct", "max_joint_vel"]
   sp = out["speed_fps"]
-  print(f"\nspeed (frames/s): neural end-to-end {sp['neural_end_to_end']:.0f}, network only "
-        f"{sp['neural_network_only']:.0f}, kinematic {sp['kinematic']:.0f}")
+  print(f"\nspeed (frames/s): neural network only {sp['neural_network_only']:.0f}; neural inference "
+        f"(features + network + decode + post-process) {sp['neural_inference']:.0f}; neural end-to-end "
+        f"(+ make_motion) {sp['neural_end_to_end']:.0f}; kinematic {sp['kinematic']:.0f}")
+  print("stage seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in out["stage_seconds"].items()))
   rows = [("kinematic", out["metrics"]["kinematic"]), ("neural", out["metrics"]["neural"]),
           ("neural (no post)", out["metrics"]["neural_no_postprocess"]),
           ("noisy: kinematic", out["noise"]["kinematic"]), ("noisy: neural", out["noise"]["neural"]),

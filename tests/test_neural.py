@@ -127,7 +127,7 @@ def tiny_data(tmp_path_factory):
   src = root / "bvh"
   src.mkdir()
   for k, n in enumerate(_names_for_both_splits(50.0)):
-    (src / f"{n}.bvh").write_text(sample_walk_bvh(seconds=3.0 + 0.5 * k, speed=0.7 + 0.15 * k))
+    (src / f"{n}.bvh").write_text(sample_walk_bvh(seconds=3.0 + 0.5 * k, fps=30.0 * (1 + k % 2)))
   out = root / "pairs"
   rep = build_dataset(BuildConfig(inputs=[str(src)], out=str(out), val_percent=50.0, noisy_copies=1,
                                   workers=1, progress=False))
@@ -157,8 +157,8 @@ def test_dataset_layout_and_report(tiny_data):
 
 def _tiny_cfg(data, out, **kw) -> TrainConfig:
   mc = ModelConfig(d_model=32, n_layers=1, n_heads=2, window=40, dropout=0.0)
-  base = dict(data=str(data), out=str(out), model=mc, epochs=6, batch=4, lr=3e-3, warmup_steps=2, stride=20,
-              threads=2, bf16=False, progress=False)
+  base = dict(data=str(data), out=str(out), model=mc, epochs=5, batch=4, lr=5e-3, warmup_steps=2, stride=8,
+              feature_noise=0.0, threads=2, bf16=False, progress=False)
   base.update(kw)
   return TrainConfig(**base)
 
@@ -168,8 +168,8 @@ def test_tiny_training_reduces_loss_and_resumes(tiny_data, tmp_path):
   train(_tiny_cfg(data, tmp_path / "a"))
   ck = torch.load(tmp_path / "a" / "last.pt", weights_only=False)
   hist = ck["history"]
-  assert len(hist) == 6
-  assert hist[-1]["train_loss"] < 0.8 * hist[0]["train_loss"]
+  assert len(hist) == 5
+  assert hist[-1]["train_loss"] < 0.85 * hist[0]["train_loss"]
   assert hist[-1]["l1"] < hist[0]["l1"]
   # Interrupted run (time budget hit during epoch 1), then --resume continues from last.pt.
   train(_tiny_cfg(data, tmp_path / "b", max_minutes=1e-9))
@@ -177,7 +177,7 @@ def test_tiny_training_reduces_loss_and_resumes(tiny_data, tmp_path):
   assert first["epoch"] == 0 and first["step"] == 1
   train(_tiny_cfg(data, tmp_path / "b", resume=True))
   ck_b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
-  assert [h["epoch"] for h in ck_b["history"]] == [1, 2, 3, 4, 5, 6]
+  assert [h["epoch"] for h in ck_b["history"]] == [1, 2, 3, 4, 5]
   assert ck_b["history"][0]["step"] == 1 and ck_b["step"] > 1
   # Fine-tuning starts from the checkpoint (same normalisation) at its own learning rate.
   train(_tiny_cfg(data, tmp_path / "c", init=str(tmp_path / "a" / "best.pt"), lr=1e-4, epochs=1,
@@ -256,3 +256,25 @@ def test_neural_folder_batch(tmp_path, g1):
   a, b = load_motion(tmp_path / "out" / "a.npz"), load_motion(tmp_path / "out" / "b.npz")
   assert a.num_frames == 60 and b.num_frames == 360 and b.fps == pytest.approx(60.0)
   assert not os.path.exists(tmp_path / "out" / "bad.npz")
+
+
+def test_collision_repair_separates_feet(g1):
+  from humanoid_retarget.eval.metrics import self_collision_mask
+  from humanoid_retarget.neural.infer import repair_collisions
+  from humanoid_retarget.retarget.kinematic import make_motion
+
+  T = 10
+  names = g1.joint_names
+  q = np.zeros((T, len(names)))
+  # Legs swung inwards: the feet cross.
+  q[:, names.index("left_hip_roll_joint")] = -0.15
+  q[:, names.index("right_hip_roll_joint")] = 0.15
+  root = np.tile([0.0, 0.0, 0.8], (T, 1))
+  R = np.broadcast_to(np.eye(3), (T, 3, 3)).copy()
+  contacts = np.ones((T, 2), bool)
+  before = make_motion(g1, root, R, q, contacts, 30.0, "neural", "")
+  assert self_collision_mask(g1, before).all()
+  q2 = repair_collisions(g1, root, R, q)
+  after = make_motion(g1, root, R, q2, contacts, 30.0, "neural", "")
+  assert not self_collision_mask(g1, after).any()
+  assert np.abs(q2 - q).max() < 0.3  # a small correction, not a new pose

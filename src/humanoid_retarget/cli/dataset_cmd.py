@@ -11,7 +11,7 @@ def build(
   out: str = "data/pairs",
   robot: str = "unitree_g1_29dof",
   val_percent: float = 10.0,
-  noisy_copies: int = 2,
+  noisy_copies: int = 3,
   workers: int = 0,
   executor: Literal["local", "ray"] = "local",
   ray_address: str = "",
@@ -27,7 +27,8 @@ def build(
     out: output folder (keep it outside git, e.g. data/pairs).
     robot: builtin robot name or robot config .toml.
     val_percent: share of clips in the validation split (chosen by a hash of the clip name).
-    noisy_copies: corrupted copies of each clip's human features (jitter and spikes) for robustness.
+    noisy_copies: augmented copies of each clip's human features: other body proportions, plus
+      jitter and spikes on all copies but the first (robustness and unseen skeletons).
     workers: retargeting processes (0 = one per CPU core).
     executor: retarget the clips in a local process pool, or one Ray task per clip on a Ray cluster.
     ray_address: Ray cluster address (default: start or join a local instance).

@@ -58,7 +58,8 @@ def train(
     resume: continue OUT/last.pt (same epochs, schedule and optimiser state).
     threads: torch CPU threads.
     bf16: bfloat16 autocast for the forward pass.
-    max_minutes: stop after this many minutes (0 = no limit).
+    max_minutes: time budget: the cosine decay runs over it if it ends before the epochs, then training
+      stops (0 = no limit).
     export: also write the best model as a small fp16 checkpoint here (e.g. the shipped model path).
     quiet: no progress bar.
   """

@@ -8,7 +8,8 @@ feet) and quality filters (as NMR: joint speed above the robot's limits, self-co
 the clip name (never by window) and writes each split as contiguous float32 arrays:
 
   OUT/train/human.npy        (N, HUMAN_DIM)     clean human features, all clips back to back
-  OUT/train/human_noisy.npy  (K, N, HUMAN_DIM)  K copies from corrupted input (jitter + spikes)
+  OUT/train/human_noisy.npy  (K, N, HUMAN_DIM)  K augmented copies: other body proportions (bone
+                             lengths), and but for the first copy jitter + spikes on the joints
   OUT/train/robot.npy        (N, ROBOT_DIM)     robot features
   OUT/train/index.json       clip names, start offsets, lengths (and the same for val/)
   OUT/report.json            every clip's metrics, what was dropped and why
@@ -32,7 +33,8 @@ from functools import partial
 
 import numpy as np
 
-from humanoid_retarget.neural.features import HUMAN_DIM, corrupt_positions, human_features, robot_features
+from humanoid_retarget.neural.features import (HUMAN_DIM, corrupt_positions, human_features, random_bone_scales,
+                                               robot_features, scale_bones)
 
 FPS = 30.0  # the network's frame rate
 
@@ -74,7 +76,7 @@ class BuildConfig:
     out: output folder.
     robot: robot spec.
     val_percent: share of clips (by name hash) in the validation split.
-    noisy_copies: corrupted copies of the human features per clip (input-noise augmentation).
+    noisy_copies: augmented copies of the human features per clip (proportions; plus noise after the first).
     workers: retargeting processes (0 = one per core).
     executor: 'local' (process pool) or 'ray' (one Ray task per clip; ``ray_address``: the cluster,
       '' = start or join a local instance).
@@ -84,7 +86,7 @@ class BuildConfig:
   out: str = "data/pairs"
   robot: str = "unitree_g1_29dof"
   val_percent: float = 10.0
-  noisy_copies: int = 2
+  noisy_copies: int = 3
   workers: int = 0
   executor: str = "local"
   ray_address: str = ""
@@ -115,13 +117,13 @@ def retargeter_key() -> str:
 
 
 def retargeter_commit() -> str:
-  """Last git commit that touched the kinematic retargeter (``retarget/``), with a dirty mark."""
+  """Last git commit of the kinematic retargeter (retarget/kinematic.py, targets.py), '+dirty' if edited."""
   here = os.path.dirname(os.path.abspath(__file__))
-  ret = os.path.join(os.path.dirname(here), "retarget")
+  ret = [os.path.join(os.path.dirname(here), "retarget", f) for f in ("kinematic.py", "targets.py")]
   try:
-    c = subprocess.run(["git", "log", "-1", "--format=%h", "--", ret], cwd=here, capture_output=True,
+    c = subprocess.run(["git", "log", "-1", "--format=%h", "--", *ret], cwd=here, capture_output=True,
                        text=True, timeout=10).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", ret], cwd=here, capture_output=True,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", *ret], cwd=here, capture_output=True,
                            text=True, timeout=10).stdout.strip()
     return c + ("+dirty" if dirty else "") if c else "unknown"
   except Exception:
@@ -209,9 +211,12 @@ def build_clip(task, robot_spec: str, noisy_copies: int, cfg: CurationConfig) ->
   seed = int(hashlib.sha1(clip_name(task.input).encode()).hexdigest()[:8], 16)
   rng = np.random.default_rng(seed)
   noisy = []
-  for _ in range(noisy_copies):
-    P = corrupt_positions(human.positions, rng, jitter_m=rng.uniform(0.0, 0.02),
-                          spike_prob=rng.uniform(0.0, 0.03), spike_m=rng.uniform(0.05, 0.3))
+  for i in range(noisy_copies):
+    # Other body proportions (every copy), plus jitter and spikes (all copies but the first).
+    P = scale_bones(human.positions, random_bone_scales(rng))
+    if i > 0:
+      P = corrupt_positions(P, rng, jitter_m=rng.uniform(0.0, 0.02), spike_prob=rng.uniform(0.0, 0.03),
+                            spike_m=rng.uniform(0.05, 0.3))
     noisy.append(human_features(P, FPS)[0])
   noisy_arr = np.stack(noisy) if noisy else np.zeros((0,) + hf.shape, np.float32)
   metrics = {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v) for k, v in m.items()}
@@ -253,6 +258,7 @@ def build_dataset(cfg: BuildConfig) -> dict:
     dup = sorted({n for n in names if names.count(n) > 1})
     raise ValueError(f"clip names must be unique across inputs (split is by name): {dup[:5]}")
   key = retargeter_key()
+  commit = retargeter_commit()  # before the clips run: the code the workers use
   cache = os.path.join(cfg.out, "cache", key)
   tasks = [Task(f, os.path.join(cache, clip_name(f) + ".npz")) for f in files]
   t0 = time.perf_counter()
@@ -292,7 +298,7 @@ def build_dataset(cfg: BuildConfig) -> dict:
       k = r.split(":")[0]
       counts[k] = counts.get(k, 0) + 1
   report = {
-    "retargeter_commit": retargeter_commit(), "cache_key": key, "fps": FPS,
+    "retargeter_commit": commit, "cache_key": key, "fps": FPS,
     "clips_total": len(tasks), "clips_kept": sum(len(v) for v in kept.values()),
     "clips_dropped": sum(1 for c in clips if not c["kept"]), "drop_counts": counts,
     "splits": summary, "config": asdict(cfg), "seconds": round(time.perf_counter() - t0, 1),

@@ -68,12 +68,32 @@ def human_leg_length(positions: np.ndarray) -> float:
   return max(out / 2.0, 1e-3)
 
 
+def hampel(x: np.ndarray, threshold: float, size: int = 5) -> np.ndarray:
+  """Replace isolated outliers of a track (T,) or (T, D) by the running median of ``size`` frames.
+
+  A frame is an outlier when it lies further than ``threshold`` (Euclidean over D) from the
+  per-axis median of its window. Smooth tracks are left exactly as they are (on a monotone stretch
+  the median is the centre sample), so clean motion is not altered; one-frame spikes are removed.
+  """
+  from scipy.ndimage import median_filter
+
+  if x.shape[0] < size:
+    return x
+  x2 = x.reshape(x.shape[0], -1)
+  med = median_filter(x2, size=(size, 1), mode="nearest")
+  bad = np.linalg.norm(x2 - med, axis=1) > threshold
+  out = x2.copy()
+  out[bad] = med[bad]
+  return out.reshape(x.shape)
+
+
 def human_heading(positions: np.ndarray, fps: float) -> np.ndarray:
-  """Facing yaw (T,) rad, unwrapped and lightly low-passed: x axis perpendicular to the hip line."""
+  """Facing yaw (T,) rad, unwrapped, de-spiked and lightly low-passed: x axis perpendicular to the hips."""
   lat = positions[:, J("left_hip")] - positions[:, J("right_hip")]
   # forward = lateral x up
   yaw = np.unwrap(np.arctan2(-lat[:, 0], lat[:, 1]))
   if yaw.shape[0] > 3:
+    yaw = hampel(yaw, 0.15)
     yaw = gaussian_filter1d(yaw, HEADING_SIGMA_FRAMES * fps / 30.0, mode="nearest")
   return yaw
 
@@ -111,7 +131,7 @@ def human_features(positions: np.ndarray, fps: float) -> tuple[np.ndarray, Human
   yaw = human_heading(P, fps)
   Rh = _rotz(yaw)  # heading -> world
   RhT = np.swapaxes(Rh, -1, -2)
-  root = human_root(P)
+  root = hampel(human_root(P), 0.05 * leg)  # spikes on a hip must not move the whole body
   v_root = np.einsum("tij,tj->ti", RhT, _vel(root, fps))[:, :2] / leg
   dyaw = _vel(yaw, fps)[:, None]
   height = ((root[:, 2] - _floor(P)) / leg)[:, None]
@@ -226,3 +246,41 @@ def corrupt_positions(positions: np.ndarray, rng: np.random.Generator, jitter_m:
       d /= np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9)
       P[mask] += d * spike_m * rng.uniform(0.5, 1.0, size=(n, 1))
   return P
+
+
+# Bone groups for proportion augmentation: joint index -> group (the bone from its parent to it).
+_BONE_GROUP = {1: "hip", 2: "hip", 4: "thigh", 5: "thigh", 7: "shin", 8: "shin", 10: "foot", 11: "foot",
+               3: "spine", 6: "spine", 9: "spine", 12: "neck", 15: "head", 13: "collar", 14: "collar",
+               16: "shoulder", 17: "shoulder", 18: "upper_arm", 19: "upper_arm", 20: "forearm", 21: "forearm"}
+
+
+def random_bone_scales(rng: np.random.Generator, sigma: float = 0.1) -> dict[str, float]:
+  """Per bone group length factors, log-normal (left and right alike), clipped to [0.75, 1.3]."""
+  groups = sorted(set(_BONE_GROUP.values()))
+  return {g: float(np.clip(np.exp(rng.normal(0.0, sigma)), 0.75, 1.3)) for g in groups}
+
+
+def scale_bones(positions: np.ndarray, scales: dict[str, float]) -> np.ndarray:
+  """Same motion with other body proportions: every bone keeps its direction, its length is scaled.
+
+  The root trajectory is scaled by the change of leg length (a longer-legged body covers more
+  ground with the same gait) and the body is set on the same floor, so the kinematic retargeter,
+  which follows bone directions and scales the root by leg length, gives the same robot motion.
+  Args: positions (T, 22, 3); scales: group -> factor (see ``random_bone_scales``). Returns (T, 22, 3).
+  """
+  from humanoid_retarget.human.motion import CANONICAL_PARENTS
+
+  P = np.asarray(positions, dtype=np.float64)
+  out = np.empty_like(P)
+  out[:, 0] = P[:, 0]
+  for j in range(1, P.shape[1]):
+    p = CANONICAL_PARENTS[j]
+    out[:, j] = out[:, p] + scales.get(_BONE_GROUP[j], 1.0) * (P[:, j] - P[:, p])
+  k = human_leg_length(out) / human_leg_length(P)
+  floor = _floor(P)
+  r0 = human_root(P)
+  target = r0 * k
+  target[:, 2] = floor + (r0[:, 2] - floor) * k
+  out += (target - human_root(out))[:, None]
+  out[..., 2] += floor - _floor(out)
+  return out

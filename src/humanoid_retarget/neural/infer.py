@@ -3,20 +3,25 @@
 The network runs at 30 fps: the human is resampled to 30 fps, cut into windows of the training
 length with overlap (linear cross-fade where windows overlap, so any length works), all windows
 of all clips go through the network in a few batched calls, and the output is resampled back to
-the source frame rate. Decoding places the root drift-free (scaled human root + predicted offset in
+the source frame rate. The output is lightly low-passed (Gaussian, 1 frame; NMR low-passes at 5 Hz).
+Decoding places the root drift-free (scaled human root + predicted offset in
 the heading frame). The light post-process (on by default) clamps joints inside their limits by the
-robot config's margin and applies the kinematic path's floor correction; contacts come from the
-human, as in the kinematic path.
+robot config's margin, pushes feet and arms out of self-collision, bounds joint speed (robot velocity limits, 0.45 rad per 1/30 s; a no-op on
+clips that stay below), keeps feet in contact from sliding (root moved horizontally, poses kept)
+and applies the kinematic path's floor correction; contacts come from the human, as in the
+kinematic path.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation, Slerp
 
 from humanoid_retarget.human.contacts import detect_contacts
@@ -26,6 +31,7 @@ from humanoid_retarget.neural.features import HumanFrame, decode_robot, human_fe
 from humanoid_retarget.retarget.kinematic import floor_correction, make_motion
 
 FPS = 30.0
+MAX_STEP_RAD = 0.45  # per 1/30 s, below the 0.5 rad joint-jump bound (as the kinematic solver)
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "g1_neural.pt"
 
 
@@ -38,31 +44,46 @@ class NeuralConfig:
     batch: windows per network call.
     clamp: clamp joints inside limits minus the robot config's margin.
     floor: floor correction of the root height (stance feet on the floor, none below it).
+    rate_limit: bound joint speed by the robot's velocity limits and 0.45 rad per 1/30 s.
+    pin_feet: move the root horizontally so that feet in contact do not slide.
+    collisions: push legs and arms out of self-collision (feet, arms against the torso).
+    smooth_sigma: Gaussian low-pass of the network output over time (frames at 30 fps; 0 = off).
     threads: torch threads (0 = leave torch's setting).
+    dtype: network weights at inference: bfloat16 (fast on AVX-512 CPUs) or float32.
   """
 
   overlap: int = 32
   batch: int = 64
   clamp: bool = True
   floor: bool = True
+  rate_limit: bool = True
+  pin_feet: bool = True
+  collisions: bool = True
+  smooth_sigma: float = 1.0
   threads: int = 2
+  dtype: str = "bfloat16"
 
 
-@lru_cache(maxsize=4)
-def _load(path: str):
+@lru_cache(maxsize=8)
+def _load(path: str, dtype: str):
+  import torch
+
   from humanoid_retarget.neural.train import load_model
 
-  return load_model(path)
+  model, ck = load_model(path)
+  if dtype != "float32":
+    model.to_inference_dtype(getattr(torch, dtype))
+  return model, ck
 
 
-def load_checkpoint(checkpoint: str | None = None):
-  """(model, checkpoint dict) for a path, or the shipped model; cached per path."""
+def load_checkpoint(checkpoint: str | None = None, dtype: str = "bfloat16"):
+  """(model, checkpoint dict) for a path, or the shipped model; cached per path and dtype."""
   path = os.path.abspath(os.fspath(checkpoint or DEFAULT_CHECKPOINT))
   if not os.path.exists(path):
     from humanoid_retarget.errors import RetargetError
 
     raise RetargetError("neural checkpoint not found (train one with 'humanoid-retarget train')", path)
-  return _load(path)
+  return _load(path, dtype)
 
 
 def _windows(T: int, W: int, overlap: int) -> list[int]:
@@ -133,8 +154,123 @@ def _resample_back(root: np.ndarray, R: np.ndarray, q: np.ndarray, n_out: int, f
   return root2, R2, q2
 
 
+def rate_limit(q: np.ndarray, max_step: np.ndarray) -> np.ndarray:
+  """Clamp per-frame joint changes to ``max_step`` (J,) by a forward then backward pass.
+
+  Only clips that exceed the bound somewhere pay for the frame loop; others are returned as they are.
+  """
+  if not (np.abs(np.diff(q, axis=0)) > max_step).any():
+    return q
+  q = q.copy()
+  for t in range(1, q.shape[0]):
+    q[t] = np.clip(q[t], q[t - 1] - max_step, q[t - 1] + max_step)
+  for t in range(q.shape[0] - 2, -1, -1):
+    q[t] = np.clip(q[t], q[t + 1] - max_step, q[t + 1] + max_step)
+  return q
+
+
+def pin_feet(robot, root: np.ndarray, R: np.ndarray, q: np.ndarray, contacts: np.ndarray, fps: float) -> np.ndarray:
+  """Root positions (T, 3) moved horizontally so that feet in contact stay put (no skate).
+
+  For each contact phase of a foot the correction is its phase-mean position minus where it is;
+  where both feet are down the two are averaged, between phases it is interpolated, and it is lightly
+  low-passed. Joint angles are untouched, so poses (and root-relative key points) do not change.
+  """
+  from scipy.ndimage import gaussian_filter1d
+
+  from humanoid_retarget.human.contacts import contact_phases
+
+  T = q.shape[0]
+  if T < 3 or not contacts.any():
+    return root
+  pos, _ = robot.model.fk(root, R, q)
+  corr = np.zeros((T, 2))
+  count = np.zeros(T)
+  for s, side in enumerate(("left", "right")):
+    f = pos[:, robot.foot_bodies[side], :2]
+    for a, b in contact_phases(contacts[:, s]):
+      corr[a:b] += f[a:b].mean(axis=0) - f[a:b]
+      count[a:b] += 1
+  have = count > 0
+  corr[have] /= count[have, None]
+  t = np.arange(T)
+  corr = np.stack([np.interp(t, t[have], corr[have, d]) for d in range(2)], axis=1)
+  corr = gaussian_filter1d(corr, max(0.05 * fps, 0.5), axis=0, mode="nearest")
+  out = root.copy()
+  out[:, :2] += corr
+  return out
+
+
+_REPAIR_BODIES = re.compile(r"ankle|knee|hip_yaw|torso|pelvis|shoulder_yaw|elbow")
+
+
+_PAIRS: dict[int, tuple[object, np.ndarray]] = {}
+
+
+def _repair_pairs(robot) -> np.ndarray:
+  """Capsule pairs the repair checks: the solver's pairs between legs, torso and arms (those the
+  network's small pose errors bring into contact: foot against foot, upper arm or elbow against torso)."""
+  from humanoid_retarget.retarget.kinematic import collision_pairs
+
+  hit = _PAIRS.get(id(robot))
+  if hit is not None and hit[0] is robot:
+    return hit[1]
+  cp = collision_pairs(robot)
+  names = robot.model.body_names
+  keep = [k for k, (i, j) in enumerate(cp.pairs)
+          if _REPAIR_BODIES.search(names[cp.cap_body[i]]) and _REPAIR_BODIES.search(names[cp.cap_body[j]])]
+  _PAIRS[id(robot)] = (robot, cp.pairs[keep])
+  return cp.pairs[keep]
+
+
+def repair_collisions(robot, root: np.ndarray, R: np.ndarray, q: np.ndarray, clearance: float = 0.02,
+                      iterations: int = 8) -> np.ndarray:
+  """Joint angles (T, J) pushed out of self-collision: minimum-norm joint steps along the gradient of
+  each violated capsule distance, on the frames that need it only. Root pose untouched."""
+  from humanoid_retarget.retarget.kinematic import collision_pairs
+
+  m = robot.model
+  cp = collision_pairs(robot)
+  pairs = _repair_pairs(robot)
+  if not len(pairs):
+    return q
+  lo = m.joint_range[:, 0] + robot.config.joint_limit_margin
+  hi = m.joint_range[:, 1] - robot.config.joint_limit_margin
+  frames = np.arange(q.shape[0])
+  q = q.copy()
+  for _ in range(iterations):
+    pos, rot = m.fk(root[frames], R[frames], q[frames])
+    d, c1, c2 = cp.distances(pos, rot, pairs)
+    tt, pp = np.nonzero(d < clearance)
+    if not len(tt):
+      break
+    anchors, axes = m.joint_world(pos[tt], rot[tt])  # (N, J, 3)
+    n = c1[tt, pp] - c2[tt, pp]
+    n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
+    ba, bb = cp.cap_body[pairs[pp, 0]], cp.cap_body[pairs[pp, 1]]
+    ca = np.cross(axes, c1[tt, pp][:, None] - anchors) * m.ancestor_joint_mask[ba][:, :, None]
+    cb = np.cross(axes, c2[tt, pp][:, None] - anchors) * m.ancestor_joint_mask[bb][:, :, None]
+    g = np.einsum("na,nja->nj", n, ca - cb)  # d(distance) / dq
+    step = (clearance - d[tt, pp]) / np.maximum(np.sum(g * g, axis=1), 1e-6)
+    dq = np.zeros((len(frames), q.shape[1]))
+    np.add.at(dq, tt, np.clip(step[:, None] * g, -0.1, 0.1))
+    bad = np.unique(tt)
+    q[frames[bad]] = np.clip(q[frames[bad]] + dq[bad], lo, hi)
+    frames = frames[bad]
+  return q
+
+
 def decode_clip(robot, y: np.ndarray, frame: HumanFrame, human: HumanMotion, cfg: NeuralConfig) -> RobotMotion:
   """Network output of one clip (30 fps) -> RobotMotion at the human's source frame rate."""
+  root, R, q, contacts = decode_tracks(robot, y, frame, human, cfg)
+  return make_motion(robot, root, R, q, contacts, human.fps, "neural", human.source)
+
+
+def decode_tracks(robot, y: np.ndarray, frame: HumanFrame, human: HumanMotion, cfg: NeuralConfig):
+  """Network output (30 fps) -> root position (T, 3), root rotation (T, 3, 3), joints (T, J) and
+  contacts (T, 2) at the human's source rate, post-processed as ``cfg`` says."""
+  if cfg.smooth_sigma > 0 and y.shape[0] > 3:
+    y = gaussian_filter1d(y, cfg.smooth_sigma, axis=0, mode="nearest")
   root, R, q = decode_robot(robot, y, frame)
   if abs(human.fps - FPS) > 1e-3:
     root, R, q = _resample_back(root, R, q, human.num_frames, human.fps)
@@ -144,10 +280,16 @@ def decode_clip(robot, y: np.ndarray, frame: HumanFrame, human: HumanMotion, cfg
     lo, hi = rng[:, 0] + m, rng[:, 1] - m
     mid = 0.5 * (rng[:, 0] + rng[:, 1])
     q = np.clip(q, np.where(lo > hi, mid, lo), np.where(lo > hi, mid, hi))
+  if cfg.collisions:
+    q = repair_collisions(robot, root, R, q)
+  if cfg.rate_limit and q.shape[0] > 1:
+    q = rate_limit(q, np.minimum(robot.velocity_limits / human.fps, MAX_STEP_RAD * 30.0 / human.fps))
   contacts = detect_contacts(human)
+  if cfg.pin_feet:
+    root = pin_feet(robot, root, R, q, contacts, human.fps)
   if cfg.floor:
     root = floor_correction(robot, root, R, q, contacts, human.fps)
-  return make_motion(robot, root, R, q, contacts, human.fps, "neural", human.source)
+  return root, R, q, contacts
 
 
 def check_robot(ck: dict, robot) -> None:
@@ -162,7 +304,7 @@ def check_robot(ck: dict, robot) -> None:
 def retarget_neural_many(humans: list[HumanMotion], robot, checkpoint: str | None = None,
                          cfg: NeuralConfig = NeuralConfig()) -> list[RobotMotion]:
   """Several human clips -> robot motions, all windows batched through the network together."""
-  model, ck = load_checkpoint(checkpoint)
+  model, ck = load_checkpoint(checkpoint, cfg.dtype)
   check_robot(ck, robot)
   feats, frames, h30s = [], [], []
   for h in humans:

@@ -3,7 +3,8 @@
 Windows of ``window`` frames are cut from the memory-mapped splits of
 :mod:`humanoid_retarget.neural.dataset` (random offsets each epoch); with probability
 ``noisy_prob`` the human side is one of the corrupted copies (the target stays clean), which teaches
-the network to ignore jitter and spikes. AdamW, linear warm-up then cosine decay, L1 loss on
+the network to ignore jitter and spikes. AdamW, linear warm-up then cosine decay (over the epochs, or over ``max_minutes`` when that
+comes first, so a time-limited run still anneals), L1 loss on
 normalised features (per-group weights), validation metrics per epoch, checkpoints ``last.pt`` and
 ``best.pt`` in the run folder, ``resume`` from ``last.pt``, fixed seeds. Under ``torchrun`` (WORLD_SIZE
 set) it initialises a gloo process group, wraps the model in DistributedDataParallel and shards the
@@ -126,10 +127,11 @@ def set_seed(seed: int) -> None:
   torch.manual_seed(seed)
 
 
-def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float, time_frac: float = 0.0) -> float:
+  """Linear warm-up, then cosine decay over the steps left (or over the time budget, if further on)."""
   if step < warmup:
     return (step + 1) / warmup
-  p = min((step - warmup) / max(total - warmup, 1), 1.0)
+  p = min(max((step - warmup) / max(total - warmup, 1), time_frac), 1.0)
   return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
 
 
@@ -242,12 +244,13 @@ def train(cfg: TrainConfig) -> dict:
   opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
   total = cfg.epochs * len(tl)
-  sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, cfg.warmup_steps, cfg.min_lr_ratio))
+  budget = cfg.max_minutes * 60.0
+  elapsed_before = 0.0
   best = float("inf")
   history: list[dict] = []
   if resume_ck is not None:
     opt.load_state_dict(resume_ck["optimizer"])
-    sched.load_state_dict(resume_ck["scheduler"])
+    elapsed_before = float(resume_ck.get("elapsed_s", 0.0))
     start_epoch, step = resume_ck["epoch"] + 1, resume_ck["step"]
     best = resume_ck.get("best", best)
     history = resume_ck.get("history", [])
@@ -292,17 +295,20 @@ def train(cfg: TrainConfig) -> dict:
           loss = ((out.float() - rn).abs() * weights * mf).sum() / mf.sum().clamp_min(1) / rn.shape[-1]
         else:
           loss = model.losses(hn, rn, m, weights, hcn)["loss"]
+      elapsed = elapsed_before + time.perf_counter() - t0
+      lr = cfg.lr * lr_factor(step, total, cfg.warmup_steps, cfg.min_lr_ratio, elapsed / budget if budget else 0.0)
+      for grp in opt.param_groups:
+        grp["lr"] = lr
       opt.zero_grad(set_to_none=True)
       loss.float().backward()
       torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
       opt.step()
-      sched.step()
       step += 1
       run_loss += loss.item()
       nb += 1
       if nb % 10 == 0:
-        bar.set_postfix(loss=f"{run_loss / nb:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-      if cfg.max_minutes and time.perf_counter() - t0 > cfg.max_minutes * 60:
+        bar.set_postfix(loss=f"{run_loss / nb:.4f}", lr=f"{lr:.2e}")
+      if budget and elapsed_before + time.perf_counter() - t0 > budget:
         stopped = True
         break
     if not main:
@@ -311,13 +317,14 @@ def train(cfg: TrainConfig) -> dict:
       continue
     val = evaluate(model, vl, weights, lay)
     row = {"epoch": epoch + 1, "step": step, "train_loss": run_loss / max(nb, 1), **val,
-           "minutes": (time.perf_counter() - t0) / 60}
+           "minutes": (elapsed_before + time.perf_counter() - t0) / 60}
     history.append(row)
     print(f"epoch {epoch + 1}: train {row['train_loss']:.4f}  val l1 {val['l1']:.4f}  joints {val['joint_mae_deg']:.2f} deg  "
           f"bodies {val['body_pos_mae_cm']:.2f} cm  height {val['height_mae_cm']:.2f} cm  "
           f"({row['minutes']:.1f} min)", file=sys.stderr)
     extra = {**meta, "epoch": epoch, "step": step, "best": min(best, val["l1"]), "history": history,
-             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()}
+             "optimizer": opt.state_dict(), "elapsed_s": elapsed_before + time.perf_counter() - t0,
+             "torch_rng": torch.get_rng_state()}
     if val["l1"] < best:
       best = val["l1"]
       save_checkpoint(os.path.join(cfg.out, "best.pt"), model, {**meta, "epoch": epoch, "metrics": val})
