@@ -64,16 +64,14 @@ class RobotMotion:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
-  """Yield a temporary path beside ``path``; on success it replaces ``path`` (``os.replace``), on any
-  error it is removed. Writers that need a file name (video encoders, np.save) write through it."""
+def _atomic_tmp(path: str | os.PathLike, suffix: str):
+  """(fd, temporary path) beside ``path``; on success the file replaces ``path``, on error it is removed."""
   path = os.fspath(path)
   d = os.path.dirname(os.path.abspath(path))
   os.makedirs(d, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=".", suffix=suffix, dir=d)
-  os.close(fd)
   try:
-    yield tmp
+    yield fd, tmp
     os.replace(tmp, path)
   except BaseException:
     try:
@@ -83,10 +81,19 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     raise
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
+  """Yield a temporary path beside ``path``; on success it replaces ``path`` (``os.replace``), on any
+  error it is removed. Writers that need a file name (video encoders, np.save) write through it."""
+  with _atomic_tmp(path, suffix) as (fd, tmp):
+    os.close(fd)
+    yield tmp
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
   """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-  with atomic_path(path) as tmp:
-    with open(tmp, "wb") as f:
+  with _atomic_tmp(path, ".tmp") as (fd, tmp):
+    with os.fdopen(fd, "wb") as f:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
