@@ -169,7 +169,8 @@ def rate_limit(q: np.ndarray, max_step: np.ndarray) -> np.ndarray:
   return q
 
 
-def pin_feet(robot, root: np.ndarray, R: np.ndarray, q: np.ndarray, contacts: np.ndarray, fps: float) -> np.ndarray:
+def pin_feet(robot, root: np.ndarray, R: np.ndarray, q: np.ndarray, contacts: np.ndarray, fps: float,
+             pos: np.ndarray | None = None) -> np.ndarray:
   """Root positions (T, 3) moved horizontally so that feet in contact stay put (no skate).
 
   For each contact phase of a foot the correction is its phase-mean position minus where it is;
@@ -183,7 +184,8 @@ def pin_feet(robot, root: np.ndarray, R: np.ndarray, q: np.ndarray, contacts: np
   T = q.shape[0]
   if T < 3 or not contacts.any():
     return root
-  pos, _ = robot.model.fk(root, R, q)
+  if pos is None:
+    pos, _ = robot.model.fk(root, R, q)
   corr = np.zeros((T, 2))
   count = np.zeros(T)
   for s, side in enumerate(("left", "right")):
@@ -223,10 +225,36 @@ def _repair_pairs(robot) -> np.ndarray:
   return cp.pairs[keep]
 
 
+def _pair_distances(cp, pairs: np.ndarray, pos: np.ndarray, rot: np.ndarray, clearance: float):
+  """Violations among ``pairs`` (P, 2): frame and pair indices, signed distances and closest points.
+
+  Bounding spheres screen the (frame, pair) grid first; exact capsule distances only where they touch.
+  """
+  from humanoid_retarget.robot.collision import capsule_distance
+
+  caps = np.unique(pairs)
+  body = cp.cap_body[caps]
+  R = rot[:, body]
+  a = pos[:, body] + np.einsum("tcij,cj->tci", R, cp.cap_a[caps])
+  b = pos[:, body] + np.einsum("tcij,cj->tci", R, cp.cap_b[caps])
+  rad = 0.5 * np.linalg.norm(cp.cap_a[caps] - cp.cap_b[caps], axis=-1) + cp.cap_r[caps]
+  k = np.searchsorted(caps, pairs)  # (P, 2) rows into caps
+  c = 0.5 * (a + b)
+  near = np.linalg.norm(c[:, k[:, 0]] - c[:, k[:, 1]], axis=-1) - rad[k[:, 0]] - rad[k[:, 1]] < clearance
+  tt, pp = np.nonzero(near)
+  i, j = k[pp, 0], k[pp, 1]
+  d, c1, c2 = capsule_distance(a[tt, i], b[tt, i], cp.cap_r[caps[i]], a[tt, j], b[tt, j], cp.cap_r[caps[j]])
+  v = d < clearance
+  return tt[v], pp[v], d[v], c1[v], c2[v]
+
+
 def repair_collisions(robot, root: np.ndarray, R: np.ndarray, q: np.ndarray, clearance: float = 0.02,
-                      iterations: int = 8) -> np.ndarray:
+                      iterations: int = 8, pose: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
   """Joint angles (T, J) pushed out of self-collision: minimum-norm joint steps along the gradient of
-  each violated capsule distance, on the frames that need it only. Root pose untouched."""
+  each violated capsule distance, on the frames that need it only. Root pose untouched.
+
+  ``pose``: body positions and rotations of ``q`` from ``robot.model.fk`` if already computed.
+  """
   from humanoid_retarget.retarget.kinematic import collision_pairs
 
   m = robot.model
@@ -238,24 +266,26 @@ def repair_collisions(robot, root: np.ndarray, R: np.ndarray, q: np.ndarray, cle
   hi = m.joint_range[:, 1] - robot.config.joint_limit_margin
   frames = np.arange(q.shape[0])
   q = q.copy()
-  for _ in range(iterations):
-    pos, rot = m.fk(root[frames], R[frames], q[frames])
-    d, c1, c2 = cp.distances(pos, rot, pairs)
-    tt, pp = np.nonzero(d < clearance)
+  for it in range(iterations):
+    if it == 0 and pose is not None:
+      pos, rot = pose
+    else:
+      pos, rot = m.fk(root[frames], R[frames], q[frames])
+    tt, pp, d, c1, c2 = _pair_distances(cp, pairs, pos, rot, clearance)
     if not len(tt):
       break
     anchors, axes = m.joint_world(pos[tt], rot[tt])  # (N, J, 3)
-    n = c1[tt, pp] - c2[tt, pp]
+    n = c1 - c2
     n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
     ba, bb = cp.cap_body[pairs[pp, 0]], cp.cap_body[pairs[pp, 1]]
-    ca = np.cross(axes, c1[tt, pp][:, None] - anchors) * m.ancestor_joint_mask[ba][:, :, None]
-    cb = np.cross(axes, c2[tt, pp][:, None] - anchors) * m.ancestor_joint_mask[bb][:, :, None]
+    ca = np.cross(axes, c1[:, None] - anchors) * m.ancestor_joint_mask[ba][:, :, None]
+    cb = np.cross(axes, c2[:, None] - anchors) * m.ancestor_joint_mask[bb][:, :, None]
     g = np.einsum("na,nja->nj", n, ca - cb)  # d(distance) / dq
-    step = (clearance - d[tt, pp]) / np.maximum(np.sum(g * g, axis=1), 1e-6)
-    dq = np.zeros((len(frames), q.shape[1]))
-    np.add.at(dq, tt, np.clip(step[:, None] * g, -0.1, 0.1))
-    bad = np.unique(tt)
-    q[frames[bad]] = np.clip(q[frames[bad]] + dq[bad], lo, hi)
+    step = (clearance - d) / np.maximum(np.sum(g * g, axis=1), 1e-6)
+    bad, inv = np.unique(tt, return_inverse=True)
+    dq = np.zeros((len(bad), q.shape[1]))
+    np.add.at(dq, inv, np.clip(step[:, None] * g, -0.1, 0.1))
+    q[frames[bad]] = np.clip(q[frames[bad]] + dq, lo, hi)
     frames = frames[bad]
   return q
 
@@ -280,13 +310,20 @@ def decode_tracks(robot, y: np.ndarray, frame: HumanFrame, human: HumanMotion, c
     lo, hi = rng[:, 0] + m, rng[:, 1] - m
     mid = 0.5 * (rng[:, 0] + rng[:, 1])
     q = np.clip(q, np.where(lo > hi, mid, lo), np.where(lo > hi, mid, hi))
+  pos = rot = None
+  q0 = q
+  if cfg.collisions or cfg.pin_feet:
+    pos, rot = robot.model.fk(root, R, q)  # one FK shared by the steps below
   if cfg.collisions:
-    q = repair_collisions(robot, root, R, q)
+    q = repair_collisions(robot, root, R, q, pose=(pos, rot))
   if cfg.rate_limit and q.shape[0] > 1:
     q = rate_limit(q, np.minimum(robot.velocity_limits / human.fps, MAX_STEP_RAD * 30.0 / human.fps))
   contacts = detect_contacts(human)
   if cfg.pin_feet:
-    root = pin_feet(robot, root, R, q, contacts, human.fps)
+    changed = np.flatnonzero(np.any(q != q0, axis=1))
+    if len(changed):
+      pos[changed], rot[changed] = robot.model.fk(root[changed], R[changed], q[changed])
+    root = pin_feet(robot, root, R, q, contacts, human.fps, pos=pos)
   if cfg.floor:
     root = floor_correction(robot, root, R, q, contacts, human.fps)
   return root, R, q, contacts

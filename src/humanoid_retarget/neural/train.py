@@ -296,6 +296,10 @@ def train(cfg: TrainConfig) -> dict:
         else:
           loss = model.losses(hn, rn, m, weights, hcn)["loss"]
       elapsed = elapsed_before + time.perf_counter() - t0
+      if ddp and budget:  # every rank follows rank 0's clock: same learning rate, same stopping step
+        clock = torch.tensor([elapsed], dtype=torch.float64)
+        dist.broadcast(clock, 0)
+        elapsed = float(clock.item())
       lr = cfg.lr * lr_factor(step, total, cfg.warmup_steps, cfg.min_lr_ratio, elapsed / budget if budget else 0.0)
       for grp in opt.param_groups:
         grp["lr"] = lr
@@ -308,7 +312,7 @@ def train(cfg: TrainConfig) -> dict:
       nb += 1
       if nb % 10 == 0:
         bar.set_postfix(loss=f"{run_loss / nb:.4f}", lr=f"{lr:.2e}")
-      if budget and elapsed_before + time.perf_counter() - t0 > budget:
+      if budget and elapsed > budget:
         stopped = True
         break
     if not main:
