@@ -149,8 +149,19 @@ def human_features(positions: np.ndarray, fps: float) -> tuple[np.ndarray, Human
 
 
 def robot_leg_length(robot) -> float:
-  """Hip -> knee -> ankle length of the robot's tracked points at rest (as the kinematic scaling)."""
+  """The robot's leg length for root scaling, as the kinematic retargeter measures it.
+
+  Its reach from the hip to the ankle link point (``Robot.chain_reach``), averaged over both sides,
+  so that the robot root = scaled human root + a small, local offset (no drift along a walk).
+  Falls back to the rest-pose hip -> knee -> ankle length for robots without ``chain_reach``.
+  """
   links = robot.config.links
+  by_human = {lk.human[0]: k for k, lk in enumerate(links) if len(lk.human) == 1}
+  if hasattr(robot, "chain_reach"):
+    reach = [robot.chain_reach(by_human[f"{s}_hip"], by_human[f"{s}_ankle"]) for s in ("left", "right")
+             if f"{s}_hip" in by_human and f"{s}_ankle" in by_human]
+    if reach:
+      return float(np.mean(reach))
   index = {lk.name: k for k, lk in enumerate(links)}
   order = ("left_hip", "left_knee", "left_ankle")
   leg = sorted([lk for lk in links if lk.human[0] in order], key=lambda lk: order.index(lk.human[0]))
