@@ -59,6 +59,17 @@ def _init_worker(threads: int) -> None:
     pass
 
 
+def pending_tasks(tasks: list[Task], skip_existing: bool, res: BatchResult) -> list[Task]:
+  """Tasks still to run; those whose output exists go to ``res.skipped`` when ``skip_existing``."""
+  todo = []
+  for t in tasks:
+    if skip_existing and t.output and os.path.exists(t.output):
+      res.skipped.append(t.input)
+    else:
+      todo.append(t)
+  return todo
+
+
 def run_batch(fn: Callable[[Task], int], tasks: list[Task], workers: int = 0, skip_existing: bool = True,
               progress: bool = True, desc: str = "clips") -> BatchResult:
   """Run ``fn`` on each task (``fn`` must be picklable: a module-level function or a partial).
@@ -69,12 +80,7 @@ def run_batch(fn: Callable[[Task], int], tasks: list[Task], workers: int = 0, sk
   from tqdm import tqdm
 
   res = BatchResult()
-  todo = []
-  for t in tasks:
-    if skip_existing and t.output and os.path.exists(t.output):
-      res.skipped.append(t.input)
-    else:
-      todo.append(t)
+  todo = pending_tasks(tasks, skip_existing, res)
   workers = workers or os.cpu_count() or 1
   workers = max(1, min(workers, len(todo))) if todo else 1
   bar = tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress, dynamic_ncols=True)

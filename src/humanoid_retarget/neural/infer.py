@@ -28,7 +28,7 @@ from humanoid_retarget.human.contacts import detect_contacts
 from humanoid_retarget.human.motion import HumanMotion
 from humanoid_retarget.io.motion import RobotMotion
 from humanoid_retarget.neural.features import HumanFrame, decode_robot, human_features
-from humanoid_retarget.retarget.kinematic import floor_correction, make_motion
+from humanoid_retarget.retarget.kinematic import floor_correction, make_motion, rate_limit
 
 FPS = 30.0
 MAX_STEP_RAD = 0.45  # per 1/30 s, below the 0.5 rad joint-jump bound (as the kinematic solver)
@@ -152,21 +152,6 @@ def _resample_back(root: np.ndarray, R: np.ndarray, q: np.ndarray, n_out: int, f
   q2 = np.stack([np.interp(t_new, t_src, q[:, j]) for j in range(q.shape[1])], axis=1)
   R2 = Slerp(t_src, Rotation.from_matrix(R))(t_new).as_matrix()
   return root2, R2, q2
-
-
-def rate_limit(q: np.ndarray, max_step: np.ndarray) -> np.ndarray:
-  """Clamp per-frame joint changes to ``max_step`` (J,) by a forward then backward pass.
-
-  Only clips that exceed the bound somewhere pay for the frame loop; others are returned as they are.
-  """
-  if not (np.abs(np.diff(q, axis=0)) > max_step).any():
-    return q
-  q = q.copy()
-  for t in range(1, q.shape[0]):
-    q[t] = np.clip(q[t], q[t - 1] - max_step, q[t - 1] + max_step)
-  for t in range(q.shape[0] - 2, -1, -1):
-    q[t] = np.clip(q[t], q[t + 1] - max_step, q[t + 1] + max_step)
-  return q
 
 
 def pin_feet(robot, root: np.ndarray, R: np.ndarray, q: np.ndarray, contacts: np.ndarray, fps: float,
@@ -372,19 +357,14 @@ def retarget_neural_batch(tasks, opts, skip_existing: bool = True, progress: boo
   """
   from tqdm import tqdm
 
-  from humanoid_retarget.batch import BatchResult, one_line_error
+  from humanoid_retarget.batch import BatchResult, one_line_error, pending_tasks
   from humanoid_retarget.human.load import load_human
   from humanoid_retarget.io.motion import save_motion
   from humanoid_retarget.pipeline import cached_robot
 
   res = BatchResult()
   robot = cached_robot(opts.robot)
-  todo = []
-  for t in tasks:
-    if skip_existing and t.output and os.path.exists(t.output):
-      res.skipped.append(t.input)
-    else:
-      todo.append(t)
+  todo = pending_tasks(tasks, skip_existing, res)
   bar = tqdm(total=len(todo), desc="clips", unit="clip", disable=not progress, dynamic_ncols=True)
 
   def flush(group):

@@ -148,8 +148,13 @@ def collision_pairs(robot: Robot) -> CollisionPairs:
   return hit[1]
 
 
-def _rate_limit(q: np.ndarray, max_step: np.ndarray) -> np.ndarray:
-  """Forward then backward clamp of per-frame joint changes to ``max_step`` (J,)."""
+def rate_limit(q: np.ndarray, max_step: np.ndarray) -> np.ndarray:
+  """Clamp per-frame joint changes to ``max_step`` (J,) by a forward then backward pass.
+
+  Only clips that exceed the bound somewhere pay for the frame loop; others are returned as they are.
+  """
+  if q.shape[0] < 2 or not (np.abs(np.diff(q, axis=0)) > max_step).any():
+    return q
   q = q.copy()
   for t in range(1, q.shape[0]):
     q[t] = np.clip(q[t], q[t - 1] - max_step, q[t - 1] + max_step)
@@ -299,12 +304,12 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
     if it >= cfg.rate_from:
       # Joint speed as a constraint inside the solve: later iterations re-fit the other joints and the
       # root to the rate-limited joints (a limit applied only afterwards would let pinned feet slide).
-      q = _rate_limit(q, step)
+      q = rate_limit(q, step)
     stats.iterations = it + 1
   if cfg.collision_cleanup and len(cp.pairs):
     q = _push_apart(robot, cp, root_pos, root_rot, q, lo, hi, cfg.collision_margin)
   # Joint speed: rate limit to the robot's velocity limits and the joint-jump bound.
-  q = np.clip(_rate_limit(q, step), lo, hi)
+  q = np.clip(rate_limit(q, step), lo, hi)
   return root_pos, root_rot, q, stats
 
 
