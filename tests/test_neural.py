@@ -278,3 +278,60 @@ def test_collision_repair_separates_feet(g1):
   after = make_motion(g1, root, R, q2, contacts, 30.0, "neural", "")
   assert not self_collision_mask(g1, after).any()
   assert np.abs(q2 - q).max() < 0.3  # a small correction, not a new pose
+
+
+def test_dataset_from_robot_motions(tmp_path, g1):
+  """``dataset build --robot-motions``: given motions (50 fps, matched by stem or by recorded source) are the
+  robot side, not the retargeter; the split is the human clip's, the filters still apply, clips without a
+  motion are left out."""
+  from humanoid_retarget.cli.main import main
+  from humanoid_retarget.io.export import resample_motion_state
+  from humanoid_retarget.io.motion import save_motion
+  from humanoid_retarget.retarget.kinematic import make_motion, retarget_kinematic
+
+  names = _names_for_both_splits(50.0)
+  tr = next(n for n in names if split_of(n, 50.0) == "train")
+  va = next(n for n in names if split_of(n, 50.0) == "val")
+  floating, unmatched = [n for n in names if n not in (tr, va)][:2]
+  src, mot = tmp_path / "bvh", tmp_path / "motions"
+  src.mkdir()
+  mot.mkdir()
+  elbow = g1.joint_names.index("left_elbow_joint")
+  given, kin = {}, {}
+  for n in (tr, va, floating, unmatched):
+    (src / f"{n}.bvh").write_text(sample_walk_bvh(seconds=2.0))
+  for n, stem in ((tr, tr), (va, "physics_run_7"), (floating, floating)):  # va: matched by its source only
+    h = load_human(src / f"{n}.bvh")
+    m = retarget_kinematic(h, g1)
+    q = m.dof_pos.copy()
+    q[:, elbow] += 0.1  # not what the retargeter gives
+    root = m.root_pos + np.array([0.0, 0.0, 0.3 if n == floating else 0.0])
+    R = Rotation.from_quat(m.root_quat, scalar_first=True).as_matrix()
+    m30 = make_motion(g1, root, R, q, m.contacts, h.fps, "physics", str(src / f"{n}.bvh"))
+    rp, rq, q50 = resample_motion_state(m30, 50.0)
+    idx = np.minimum(np.rint(np.arange(len(q50)) * 0.6).astype(int), len(q) - 1)
+    m50 = make_motion(g1, rp, Rotation.from_quat(rq, scalar_first=True).as_matrix(), q50, m.contacts[idx], 50.0,
+                      "physics", m30.source)
+    save_motion(mot / f"{stem}.npz", m50)
+    given[n], kin[n] = q, m.dof_pos
+  out = tmp_path / "pairs"
+  assert main(["dataset", "build", "--inputs", str(src), "--out", str(out), "--val-percent", "50",
+               "--noisy-copies", "1", "--workers", "1", "--robot-motions", str(mot), "--quiet"]) == 0
+  rep = json.loads((out / "report.json").read_text())
+  assert rep["unmatched"] == [unmatched] and rep["clips_total"] == 3
+  by = {c["clip"]: c for c in rep["clips"]}
+  assert by[va]["robot_motion"].endswith("physics_run_7.npz")
+  assert by[tr]["kept"] and by[va]["kept"] and not by[floating]["kept"]
+  assert any(r.startswith("mean lowest-foot height") for r in by[floating]["reasons"])
+  for n, split in ((tr, "train"), (va, "val")):
+    assert by[n]["split"] == split
+    ps = PairSplit(str(out / split))
+    assert ps.names == [n]
+    h = load_human(src / f"{n}.bvh")
+    _, frame = F.human_features(h.positions[:ps.frames], 30.0)
+    _, _, q = F.decode_robot(g1, np.asarray(ps.robot, np.float64), frame)
+    assert abs(ps.frames - h.num_frames) <= 1
+    # The given motion, back at 30 fps (30 -> 50 -> 30 fps linear interpolation: small errors on fast joints).
+    assert np.abs(q - given[n][:ps.frames]).mean() < 0.01
+    assert np.abs(q[:, elbow] - given[n][:ps.frames, elbow]).mean() < 0.02
+    assert np.abs(q[:, elbow] - kin[n][:ps.frames, elbow]).mean() > 0.08

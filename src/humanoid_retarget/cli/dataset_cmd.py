@@ -15,6 +15,7 @@ def build(
   workers: int = 0,
   executor: Literal["local", "ray"] = "local",
   ray_address: str = "",
+  robot_motions: tuple[str, ...] = (),
   quiet: bool = False,
 ) -> int:
   """Build a (human, robot) pair dataset with the kinematic retargeter, curated and split by clip.
@@ -32,14 +33,20 @@ def build(
     workers: retargeting processes (0 = one per CPU core).
     executor: retarget the clips in a local process pool, or one Ray task per clip on a Ray cluster.
     ray_address: Ray cluster address (default: start or join a local instance).
+    robot_motions: folders or files of robot motions (.npz, e.g. ``track-eval --save-dir`` output) to
+      use as the robot side instead of retargeting: matched to the human clips by file stem or by the
+      motion's recorded source, resampled to 30 fps; human clips without one are left out.
     quiet: no progress bar.
   """
   from humanoid_retarget.neural.dataset import BuildConfig, build_dataset
 
   rep = build_dataset(BuildConfig(inputs=list(inputs), out=out, robot=robot, val_percent=val_percent,
                                   noisy_copies=noisy_copies, workers=workers, executor=executor,
-                                  ray_address=ray_address, progress=not quiet))
+                                  ray_address=ray_address, progress=not quiet,
+                                  robot_motions=list(robot_motions)))
   print(f"{rep['clips_kept']} of {rep['clips_total']} clips kept ({rep['clips_dropped']} dropped: "
         f"{rep['drop_counts']}); train {rep['splits']['train']}, val {rep['splits']['val']}; "
         f"retargeter commit {rep['retargeter_commit']}; report {out}/report.json", file=sys.stderr)
+  if rep["unmatched"]:
+    print(f"{len(rep['unmatched'])} human clips have no robot motion (left out)", file=sys.stderr)
   return 0

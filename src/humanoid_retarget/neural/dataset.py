@@ -14,10 +14,17 @@ the clip name (never by window) and writes each split as contiguous float32 arra
   OUT/train/index.json       clip names, start offsets, lengths (and the same for val/)
   OUT/report.json            every clip's metrics, what was dropped and why
 
+With ``robot_motions`` (folders or files of format-1 .npz, e.g. the physics motions ``track-eval
+--save-dir`` writes), the robot side is taken from those files instead of the retargeter: each is matched
+to a human clip by file stem, else by the clip name of its recorded ``source``, resampled to 30 fps
+(root lerp/slerp, joints lerp) and re-measured; human clips without a robot motion are left out (listed
+in the report as ``unmatched``). Filters, report and split rule are the same.
+
 Training opens the arrays memory-mapped and slices windows by offset, so the dataset can be far
 larger than memory (AMASS: ~4M frames at 30 fps, ~2.3 GB of human features per copy). Per-clip
-results are cached under OUT/cache/<key>/, where the key hashes the retargeter's source, so a
-rebuild after a retargeter change redoes the clips and an unchanged one reuses them.
+results are cached under OUT/cache/<key>/, where the key hashes the retargeter's source (with robot
+motions: the features' source and the motion files' contents), so a rebuild after a retargeter change
+redoes the clips and an unchanged one reuses them.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from humanoid_retarget.neural.features import (HUMAN_DIM, corrupt_positions, hum
                                                robot_features, scale_bones)
 
 FPS = 30.0  # the network's frame rate
+MAX_LENGTH_MISMATCH = 3  # frames (at FPS) a robot motion may differ from its human clip; both are cut to the shorter
 
 
 @dataclass
@@ -80,6 +88,8 @@ class BuildConfig:
     workers: retargeting processes (0 = one per core).
     executor: 'local' (process pool) or 'ray' (one Ray task per clip; ``ray_address``: the cluster,
       '' = start or join a local instance).
+    robot_motions: folders or files of robot motions (.npz) to pair with the human clips instead of
+      retargeting them (empty: the kinematic retargeter).
   """
 
   inputs: list[str] = field(default_factory=lambda: ["../shared/data/bandai1", "../shared/data/bandai2"])
@@ -92,6 +102,7 @@ class BuildConfig:
   ray_address: str = ""
   curation: CurationConfig = field(default_factory=CurationConfig)
   progress: bool = True
+  robot_motions: list[str] = field(default_factory=list)
 
 
 def split_of(name: str, val_percent: float) -> str:
@@ -128,6 +139,66 @@ def retargeter_commit() -> str:
     return c + ("+dirty" if dirty else "") if c else "unknown"
   except Exception:
     return "unknown"
+
+
+def match_robot_motions(human_files: list[str], robot_motions: list[str]) -> dict[str, str]:
+  """Human file -> robot motion file, matched by file stem, else by the clip name of the motion's ``source``."""
+  from humanoid_retarget.io.motion import list_motion_files
+
+  by_stem: dict[str, str] = {}
+  by_source: dict[str, str] = {}
+  for f in list_motion_files(robot_motions):
+    stem = clip_name(f)
+    if stem in by_stem:
+      raise ValueError(f"two robot motions for clip {stem}: {by_stem[stem]}, {f}")
+    by_stem[stem] = f
+    with np.load(f, allow_pickle=False) as z:
+      src = str(z["source"]) if "source" in z.files else ""
+    if src:
+      by_source.setdefault(clip_name(src), f)
+  out = {}
+  for h in human_files:
+    r = by_stem.get(clip_name(h)) or by_source.get(clip_name(h))
+    if r:
+      out[h] = r
+  return out
+
+
+def robot_motions_key(pairs: dict[str, str]) -> str:
+  """Cache key of a build from robot motions: the features' source and the matched files' contents."""
+  from humanoid_retarget.neural import features
+
+  h = hashlib.sha1(inspect.getsource(features).encode())
+  for hf in sorted(pairs):
+    with open(pairs[hf], "rb") as f:
+      h.update(clip_name(hf).encode() + hashlib.sha1(f.read()).digest())
+  h.update(b"motions-v1")
+  return "m" + h.hexdigest()[:11]
+
+
+def load_robot_motion(path: str, robot, fps: float, frames: int):
+  """A robot motion file at ``fps`` (resampled), cut to ``frames``, body poses from the robot's FK.
+
+  Raises ValueError when its length at ``fps`` differs from ``frames`` by more than MAX_LENGTH_MISMATCH.
+  """
+  from scipy.spatial.transform import Rotation
+
+  from humanoid_retarget.io.export import resample_motion_state
+  from humanoid_retarget.io.motion import load_motion
+  from humanoid_retarget.retarget.kinematic import make_motion
+
+  m = load_motion(path)
+  names = list(robot.model.joint_names)
+  if sorted(m.joint_names) != sorted(names):
+    raise ValueError(f"{path}: joints {m.joint_names[:3]}... are not robot {robot.name}'s")
+  rp, rq, q = resample_motion_state(m, fps)
+  if abs(len(q) - frames) > MAX_LENGTH_MISMATCH:
+    raise ValueError(f"robot motion {path} has {len(q)} frames at {fps:g} fps, its human clip {frames}")
+  n = min(len(q), frames)
+  q = q[:n, [m.joint_names.index(j) for j in names]]
+  src = np.minimum(np.rint(np.arange(n) / fps * m.fps).astype(int), m.num_frames - 1)  # nearest frame
+  R = Rotation.from_quat(rq[:n], scalar_first=True).as_matrix()
+  return make_motion(robot, rp[:n], R, q, m.contacts[src], fps, m.method, m.source)
 
 
 # ---------------------------------------------------------------- per-clip measurements
@@ -191,8 +262,10 @@ def curation_metrics(robot, motion, cfg: CurationConfig) -> dict:
   return out
 
 
-def build_clip(task, robot_spec: str, noisy_copies: int, cfg: CurationConfig) -> int:
-  """Retarget one clip, measure it, compute its features; write ``task.output`` (.npz). Frames."""
+def build_clip(task, robot_spec: str, noisy_copies: int, cfg: CurationConfig,
+               robot_motions: dict[str, str] | None = None) -> int:
+  """Retarget one clip (or load its robot motion from ``robot_motions[task.input]``), measure it,
+  compute its features; write ``task.output`` (.npz). Frames."""
   from humanoid_retarget.eval.metrics import evaluate_motion
   from humanoid_retarget.human.load import load_human
   from humanoid_retarget.io.motion import save_npz_atomic
@@ -203,7 +276,11 @@ def build_clip(task, robot_spec: str, noisy_copies: int, cfg: CurationConfig) ->
   human = load_human(task.input)
   if abs(human.fps - FPS) > 1e-3:
     human = human.resample(FPS)
-  motion = retarget_kinematic(human, robot)
+  if robot_motions:
+    motion = load_robot_motion(robot_motions[task.input], robot, FPS, human.num_frames)
+    human = human.slice(0, motion.num_frames)
+  else:
+    motion = retarget_kinematic(human, robot)
   m = evaluate_motion(robot, motion, human, clip=clip_name(task.input)).as_dict()
   m.update(curation_metrics(robot, motion, cfg))
   hf, frame = human_features(human.positions, FPS)
@@ -257,12 +334,23 @@ def build_dataset(cfg: BuildConfig) -> dict:
   if len(set(names)) != len(names):
     dup = sorted({n for n in names if names.count(n) > 1})
     raise ValueError(f"clip names must be unique across inputs (split is by name): {dup[:5]}")
-  key = retargeter_key()
-  commit = retargeter_commit()  # before the clips run: the code the workers use
+  pairs: dict[str, str] = {}
+  unmatched: list[str] = []
+  if cfg.robot_motions:
+    pairs = match_robot_motions(files, cfg.robot_motions)
+    if not pairs:
+      raise ValueError(f"no robot motion in {cfg.robot_motions} matches a human clip (by stem or source)")
+    unmatched = [clip_name(f) for f in files if f not in pairs]
+    files = [f for f in files if f in pairs]
+    key, commit = robot_motions_key(pairs), "robot-motions"
+  else:
+    key = retargeter_key()
+    commit = retargeter_commit()  # before the clips run: the code the workers use
   cache = os.path.join(cfg.out, "cache", key)
   tasks = [Task(f, os.path.join(cache, clip_name(f) + ".npz")) for f in files]
   t0 = time.perf_counter()
-  fn = partial(build_clip, robot_spec=cfg.robot, noisy_copies=cfg.noisy_copies, cfg=cfg.curation)
+  fn = partial(build_clip, robot_spec=cfg.robot, noisy_copies=cfg.noisy_copies, cfg=cfg.curation,
+               robot_motions=pairs or None)
   if cfg.executor == "ray":
     from humanoid_retarget.distributed import run_batch_ray
 
@@ -287,6 +375,8 @@ def build_dataset(cfg: BuildConfig) -> dict:
     split = split_of(name, cfg.val_percent)
     clips.append({"clip": name, "input": t.input, "split": split, "kept": not reasons, "reasons": reasons,
                   "metrics": m})
+    if pairs:
+      clips[-1]["robot_motion"] = pairs[t.input]
     if not reasons:
       kept[split].append((name, t.output))
   summary: dict = {}
@@ -302,7 +392,7 @@ def build_dataset(cfg: BuildConfig) -> dict:
     "clips_total": len(tasks), "clips_kept": sum(len(v) for v in kept.values()),
     "clips_dropped": sum(1 for c in clips if not c["kept"]), "drop_counts": counts,
     "splits": summary, "config": asdict(cfg), "seconds": round(time.perf_counter() - t0, 1),
-    "clips": clips,
+    "unmatched": unmatched, "clips": clips,
   }
   os.makedirs(cfg.out, exist_ok=True)
   with open(os.path.join(cfg.out, "report.json"), "w") as f:
