@@ -27,6 +27,18 @@ class BatchResult:
   frames: int = 0
 
 
+def print_failures(messages: list[str]) -> int:
+  """List failed items (one line each) on stderr after a batch; returns the exit status (1 if any)."""
+  import sys
+
+  if not messages:
+    return 0
+  print("failed:", file=sys.stderr)
+  for msg in messages:
+    print(f"  {msg}", file=sys.stderr)
+  return 1
+
+
 def one_line_error(e: BaseException, path: str = "") -> str:
   """A one-line message for any exception, naming the file."""
   if isinstance(e, RetargetError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from functools import partial
 from typing import Annotated, Literal
 
@@ -127,9 +126,6 @@ def evaluate(
   if json_out:
     doc = {"clips": rows, "aggregate": agg, "by_method": per_method, "failed": failed}
     atomic_write_bytes(json_out, json.dumps(doc, indent=1, default=float).encode())
-  if failed:
-    print("failed:", file=sys.stderr)
-    for msg in failed:
-      print(f"  {msg}", file=sys.stderr)
-    return 1
-  return 0
+  from humanoid_retarget.batch import print_failures
+
+  return print_failures(failed)

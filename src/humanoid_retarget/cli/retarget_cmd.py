@@ -18,12 +18,9 @@ def report_batch(res, elapsed: float, what: str = "clips") -> int:
   rate = res.frames / elapsed if elapsed > 0 else 0.0
   print(f"{n_ok} {what} done, {len(res.skipped)} skipped (output exists), {len(res.failed)} failed; "
         f"{res.frames} frames in {elapsed:.1f} s ({rate:.0f} frames/s)", file=sys.stderr)
-  if res.failed:
-    print("failed:", file=sys.stderr)
-    for _, msg in res.failed:
-      print(f"  {msg}", file=sys.stderr)
-    return 1
-  return 0
+  from humanoid_retarget.batch import print_failures
+
+  return print_failures([msg for _, msg in res.failed])
 
 
 def retarget(

@@ -82,9 +82,6 @@ def track_eval(motions: list[str], /, json: str | None = None, save_dir: str | N
     doc = dict(summ, rows=[r.as_dict() for r in rows])
     atomic_write_bytes(json, _json.dumps(doc, indent=2).encode())
   sys.stdout.flush()
-  if failed:
-    print("failed:", file=sys.stderr)
-    for msg in failed:
-      print(f"  {msg}", file=sys.stderr)
-    return 1
-  return 0
+  from humanoid_retarget.batch import print_failures
+
+  return print_failures(failed)

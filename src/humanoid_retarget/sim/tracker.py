@@ -371,36 +371,32 @@ class WholeBodyQPTracker:
     self.feat = reference_features(self.sim, sim_ref, c.feasible_com, c.zmp_margin, c.swing_clearance)
 
   # ---------------------------------------------------------------- contacts and anchoring
-  def feet_on_floor(self, d: mujoco.MjData) -> np.ndarray:
-    """(2,) bool: a foot geom of left / right within ``contact_margin`` of the floor."""
-    out = np.zeros(2, dtype=bool)
+  def _floor_contacts(self, d: mujoco.MjData, max_dist: float):
+    """Yield (foot side 0/1, contact) for MuJoCo contacts between a foot geom and the floor within ``max_dist``."""
     gb = self.m.geom_bodyid
     for i in range(d.ncon):
       con = d.contact[i]
-      if con.dist > self.cfg.contact_margin:
+      if con.dist > max_dist:
         continue
       g = con.geom2 if con.geom1 == self.floor else con.geom1 if con.geom2 == self.floor else -1
       if g < 0:
         continue
       for s, b in enumerate(self.foot_body):
         if gb[g] == b:
-          out[s] = True
+          yield s, con
+
+  def feet_on_floor(self, d: mujoco.MjData) -> np.ndarray:
+    """(2,) bool: a foot geom of left / right within ``contact_margin`` of the floor."""
+    out = np.zeros(2, dtype=bool)
+    for s, _ in self._floor_contacts(d, self.cfg.contact_margin):
+      out[s] = True
     return out
 
   def foot_contact_points(self, d: mujoco.MjData) -> list[np.ndarray]:
     """Per foot (left, right): (N, 3) world positions of its MuJoCo floor contacts (penetrating or touching)."""
     out = [[], []]
-    gb = self.m.geom_bodyid
-    for i in range(d.ncon):
-      con = d.contact[i]
-      if con.dist > self.cfg.touch_dist:
-        continue
-      g = con.geom2 if con.geom1 == self.floor else con.geom1 if con.geom2 == self.floor else -1
-      if g < 0:
-        continue
-      for s, b in enumerate(self.foot_body):
-        if gb[g] == b:
-          out[s].append(con.pos.copy())
+    for s, con in self._floor_contacts(d, self.cfg.touch_dist):
+      out[s].append(con.pos.copy())
     return [np.array(o).reshape(-1, 3) for o in out]
 
   def _map(self, p: np.ndarray) -> np.ndarray:
