@@ -1,12 +1,12 @@
 """Whole-sequence kinematic retargeting.
 
-All frames of a clip are solved together by damped Gauss-Newton: each iteration computes FK and
-Jacobians for every frame at once (numpy), adds a temporal term that pulls each frame towards a
-low-pass filtered copy of the current solution, self-collision penalties on the MJCF's capsules,
-a posture prior, and solves the T small normal systems in one batched call. Joint limits are kept by
-projection with a margin; joint speed by a final forward-backward rate limit; the feet by pinned
-contact targets and a root height correction.
-"""
+All frames of a clip are solved together by damped Gauss-Newton (Levenberg-Marquardt per frame): each
+iteration linearises every frame (compiled kernel, ``retarget/gn_kernel.py``: FK, sparse Jacobians of the
+tracked link points and orientations, self-collision rows on the MJCF's capsules, a posture prior),
+adds a temporal term that pulls each frame towards a low-pass filtered copy of the current solution,
+and solves the T small normal systems. Joint limits are kept by projection with a margin; joint speed
+by a forward-backward rate limit inside the last iterations and after; the feet by pinned contact
+targets and a root height correction."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from scipy.spatial.transform import Rotation
 
 from humanoid_retarget.human.motion import HumanMotion
 from humanoid_retarget.io.motion import RobotMotion
+from humanoid_retarget.retarget.gn_kernel import ancestor_table, linearize, pair_distances, rate_limit_inplace
+from humanoid_retarget.retarget.gn_kernel import step as gn_step
 from humanoid_retarget.retarget.targets import TargetConfig, Targets, build_targets
 from humanoid_retarget.robot.collision import capsule_distance
 from humanoid_retarget.robot.config import Robot
@@ -51,14 +53,6 @@ class SolveStats:
   iterations: int = 0
   final_pos_rms: float = 0.0
   collision_pairs: int = 0
-
-
-def _exp(rv: np.ndarray) -> np.ndarray:
-  return Rotation.from_rotvec(rv.reshape(-1, 3)).as_matrix().reshape(*rv.shape[:-1], 3, 3)
-
-
-def _log(R: np.ndarray) -> np.ndarray:
-  return Rotation.from_matrix(R.reshape(-1, 3, 3)).as_rotvec().reshape(*R.shape[:-2], 3)
 
 
 def merge_body_capsules(caps: list[Capsule]) -> list[Capsule]:
@@ -136,6 +130,13 @@ class CollisionPairs:
     i, j = pairs[:, 0], pairs[:, 1]
     return capsule_distance(a[:, i], b[:, i], self.cap_r[i], a[:, j], b[:, j], self.cap_r[j])
 
+  def signed_distances(self, pos: np.ndarray, rot: np.ndarray, bound: float = 0.1) -> np.ndarray:
+    """Signed distances (T, P) of all pairs (compiled, no closest points); exact up to ``bound`` metres,
+    above it a lower bound."""
+    d = np.empty((pos.shape[0], len(self.pairs)))
+    pair_distances(pos, rot, self.cap_body, self.cap_a, self.cap_b, self.cap_r, self.pairs, bound, d)
+    return d
+
 
 _PAIR_CACHE: dict[int, tuple[Robot, CollisionPairs]] = {}
 
@@ -149,18 +150,26 @@ def collision_pairs(robot: Robot) -> CollisionPairs:
 
 
 def rate_limit(q: np.ndarray, max_step: np.ndarray) -> np.ndarray:
-  """Clamp per-frame joint changes to ``max_step`` (J,) by a forward then backward pass.
+  """Clamp per-frame joint changes of q (T, J) to ``max_step`` (J,) by a forward then backward pass.
 
-  Only clips that exceed the bound somewhere pay for the frame loop; others are returned as they are.
+  Clips within the bound are returned as they are; others as a clamped copy.
   """
   if q.shape[0] < 2 or not (np.abs(np.diff(q, axis=0)) > max_step).any():
     return q
-  q = q.copy()
-  for t in range(1, q.shape[0]):
-    q[t] = np.clip(q[t], q[t - 1] - max_step, q[t - 1] + max_step)
-  for t in range(q.shape[0] - 2, -1, -1):
-    q[t] = np.clip(q[t], q[t + 1] - max_step, q[t + 1] + max_step)
+  q = np.array(q, dtype=np.float64)
+  rate_limit_inplace(q, np.asarray(max_step, dtype=np.float64))
   return q
+
+
+_ANC_CACHE: dict[int, tuple[object, np.ndarray, np.ndarray]] = {}
+
+
+def robot_ancestors(m) -> tuple[np.ndarray, np.ndarray]:
+  """Joint indices above each body (B, A) padded with -1 and their counts (B,), cached per model."""
+  hit = _ANC_CACHE.get(id(m))
+  if hit is None or hit[0] is not m:
+    hit = _ANC_CACHE[id(m)] = (m, *ancestor_table(m.ancestor_joint_mask))
+  return hit[1], hit[2]
 
 
 def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = KinematicConfig(),
@@ -206,101 +215,56 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
   cp = collision_pairs(robot)
   step = np.minimum(robot.velocity_limits / fps, cfg.max_step_rad * 30.0 / fps)
   sigma = max(cfg.smooth_sigma_s * fps, 0.5)
-  posture_w = cfg.posture_weight * robot.posture_weight
+  posture_w = np.broadcast_to(cfg.posture_weight * robot.posture_weight, (nq,)).astype(np.float64)
   stats = SolveStats()
-  eye = np.eye(nv)
+  anc_idx, anc_n = robot_ancestors(m)
+  c64 = np.ascontiguousarray
+  pos_body, pos_point = c64(link_body[pos_links]), c64(link_point[pos_links], dtype=np.float64)
+  tgt_pos, w_pos = c64(targets.pos[:, pos_links], dtype=np.float64), c64(W_pos[:, pos_links], dtype=np.float64)
+  rot_body = c64(link_body[rot_links])
+  tgt_rot, w_rot = c64(targets.rot[:, rot_links], dtype=np.float64), c64(W_rot[:, rot_links], dtype=np.float64)
+  root_pos, root_rot = c64(root_pos, dtype=np.float64), c64(root_rot, dtype=np.float64)
+  q = c64(q, dtype=np.float64)
+  no_pairs = np.zeros((0, 2), dtype=np.int64)
   active_pairs = cp.pairs
+  H = np.empty((T, nv, nv))
+  g = np.empty((T, nv))
+  cost = np.empty(T)
+  pos_sq = np.empty(T)
   lam = np.full(T, max(cfg.damping_start, cfg.damping))
   prev = None
   for it in range(cfg.iterations):
-    pos, rot = m.fk(root_pos, root_rot, q)
-    anchors, axes = m.joint_world(pos, rot)
-    pts = pos[:, link_body] + np.einsum("tkij,kj->tki", rot[:, link_body], link_point)
-    rows_J = []
-    rows_r = []
-    # Position residuals.
-    r = (pts - targets.pos)[:, pos_links]  # (T, K, 3)
-    Jp = m.point_jacobian(link_body[pos_links], pts[:, pos_links], root_pos, anchors, axes)  # (T,K,3,nv)
-    w = W_pos[:, pos_links][:, :, None]  # (T, K, 1)
-    rows_J.append((Jp * w[..., None]).reshape(T, -1, nv))
-    rows_r.append((r * w).reshape(T, -1))
-    stats.final_pos_rms = float(np.sqrt(np.mean(np.sum(r**2, -1))))
-    # Orientation residuals: world-frame rotation vector of R_cur R_tgt^T.
-    if len(rot_links):
-      Rc = rot[:, link_body[rot_links]]
-      e = _log(Rc @ np.swapaxes(targets.rot[:, rot_links], -1, -2))  # (T, K, 3)
-      Jr = m.rotation_jacobian(link_body[rot_links], axes)
-      w = W_rot[:, rot_links][:, :, None]
-      rows_J.append((Jr * w[..., None]).reshape(T, -1, nv))
-      rows_r.append((e * w).reshape(T, -1))
-    # Self-collision penalties: one row per checked pair, zero where the pair is clear.
-    if len(active_pairs) and it >= 1:
-      d, c1, c2 = cp.distances(pos, rot, active_pairs)
-      if it == 1:
-        # Keep only pairs that ever come near; later iterations check just those.
-        near = (d < cfg.collision_margin + 0.05).any(axis=0)
-        active_pairs = active_pairs[near]
-        d, c1, c2 = d[:, near], c1[:, near], c2[:, near]
+    # Collision rows from the second iteration on; the first such pass checks every pair and keeps the
+    # ones that ever come near, later passes check only those (rows of pairs beyond the margin are zero).
+    pairs = active_pairs if it >= 1 else no_pairs
+    dist = np.empty((T, len(pairs)))
+    linearize(*m.kinematic_arrays(), m.joint_body, anc_idx, anc_n, root_pos, root_rot, q,
+              pos_body, pos_point, tgt_pos, w_pos, rot_body, tgt_rot, w_rot, q_nom, posture_w,
+              cp.cap_body, cp.cap_a, cp.cap_b, cp.cap_r, pairs, cfg.collision_margin, cfg.collision_weight,
+              H, g, cost, dist, pos_sq)
+    stats.final_pos_rms = float(np.sqrt(pos_sq.sum() / (T * max(len(pos_links), 1))))
+    if it == 1 and len(pairs):
+      active_pairs = pairs[(dist < cfg.collision_margin + 0.05).any(axis=0)]
       stats.collision_pairs = int(len(active_pairs))
-      if len(active_pairs):
-        viol = (d < cfg.collision_margin).astype(float)  # (T, P)
-        jrow = np.zeros((T, len(active_pairs), nv))
-        tt = np.flatnonzero(viol.any(axis=1))  # Jacobians only where some pair is too close
-        if len(tt):
-          n = c1[tt] - c2[tt]
-          n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
-          ba = cp.cap_body[active_pairs[:, 0]]
-          bb = cp.cap_body[active_pairs[:, 1]]
-          Ja = m.point_jacobian(ba, c1[tt], root_pos[tt], anchors[tt], axes[tt])
-          Jb = m.point_jacobian(bb, c2[tt], root_pos[tt], anchors[tt], axes[tt])
-          jrow[tt] = np.einsum("tpa,tpav->tpv", n, Ja - Jb)  # d(distance)/dx
-        wc = cfg.collision_weight * viol
-        rows_J.append(-wc[..., None] * jrow)
-        rows_r.append(wc * (cfg.collision_margin - d))
-    Jall = np.concatenate(rows_J, axis=1)  # (T, m, nv)
-    rall = np.concatenate(rows_r, axis=1)  # (T, m)
-    cost = np.sum(rall**2, axis=1) + np.sum((posture_w * (q - q_nom)) ** 2, axis=1)
-    if prev is not None and prev["J"].shape == Jall.shape:
+    if prev is not None and not (it == 1 and len(pairs)):
       # Levenberg-Marquardt per frame: a step that raised the cost is undone and retried with more damping.
-      # (Skipped in an iteration whose residual rows changed, e.g. when collision rows are added or pruned.)
+      # (Skipped in the iteration that adds the collision rows: its cost is not comparable.)
       worse = cost > prev["cost"] * (1.0 + 1e-9)
       lam = np.where(worse, lam * 8.0, np.maximum(lam * 0.3, cfg.damping))
       if worse.any():
-        root_pos[worse] = prev["root_pos"][worse]
-        root_rot[worse] = prev["root_rot"][worse]
-        q[worse] = prev["q"][worse]
-        Jall[worse] = prev["J"][worse]
-        rall[worse] = prev["r"][worse]
-        cost[worse] = prev["cost"][worse]
-    prev = {"cost": cost, "root_pos": root_pos.copy(), "root_rot": root_rot.copy(), "q": q.copy(),
-            "J": Jall, "r": rall}
-    # Normal equations in float32: the batched products dominate the cost and lose nothing that matters
-    # at the damping used; the solve itself runs in float64.
-    J32 = Jall.astype(np.float32)
-    Jt = np.swapaxes(J32, 1, 2)
-    H = (Jt @ J32).astype(np.float64)
-    g = (Jt @ rall.astype(np.float32)[..., None])[..., 0].astype(np.float64)
-    # Posture prior on joints.
-    idx = np.arange(6, nv)
-    H[:, idx, idx] += posture_w**2
-    g[:, 6:] += posture_w**2 * (q - q_nom)
+        for name, arr in (("root_pos", root_pos), ("root_rot", root_rot), ("q", q), ("H", H), ("g", g),
+                          ("cost", cost)):
+          arr[worse] = prev[name][worse]
+    prev = {"cost": cost.copy(), "root_pos": root_pos.copy(), "root_rot": root_rot.copy(), "q": q.copy(),
+            "H": H.copy(), "g": g.copy()}
     # Temporal smoothness: proximal pull to the filtered current solution (after the first iterations).
+    ws = 0.0
+    q_s, p_s = q, root_pos
     if it >= cfg.smooth_from and T > 3 and cfg.smooth_weight > 0:
       ws = cfg.smooth_weight**2
       q_s = gaussian_filter1d(q, sigma, axis=0, mode="nearest")
       p_s = gaussian_filter1d(root_pos, sigma, axis=0, mode="nearest")
-      H[:, idx, idx] += ws
-      g[:, 6:] += ws * (q - q_s)
-      H[:, [0, 1, 2], [0, 1, 2]] += ws
-      g[:, :3] += ws * (root_pos - p_s)
-    H += lam[:, None, None] * eye
-    dx = -np.linalg.solve(H, g[..., None])[..., 0]
-    # Trust region: scale each frame's step so no joint moves more than max_iter_step per iteration.
-    big = np.maximum(np.abs(dx[:, 3:]).max(axis=1) / cfg.max_iter_step, np.abs(dx[:, :3]).max(axis=1) / 0.1)
-    dx /= np.maximum(big, 1.0)[:, None]
-    root_pos = root_pos + dx[:, :3]
-    root_rot = _exp(dx[:, 3:6]) @ root_rot
-    q = np.clip(q + dx[:, 6:], lo, hi)
+    gn_step(H, g, root_pos, root_rot, q, lam, q_s, p_s, ws, lo, hi, cfg.max_iter_step, 0.1)
     if it >= cfg.rate_from:
       # Joint speed as a constraint inside the solve: later iterations re-fit the other joints and the
       # root to the rate-limited joints (a limit applied only afterwards would let pinned feet slide).
@@ -325,12 +289,12 @@ def _push_apart(robot: Robot, cp: CollisionPairs, root_pos: np.ndarray, root_rot
   q = q.copy()
   for _ in range(iterations):
     pos, rot = m.fk(root_pos, root_rot, q)
-    d, c1, c2 = cp.distances(pos, rot)
-    tt = np.flatnonzero((d < 0.0).any(axis=1))
+    tt = np.flatnonzero((cp.signed_distances(pos, rot) < 0.0).any(axis=1))
     if not len(tt):
       break
-    pp = np.flatnonzero((d[tt] < 0.5 * margin).any(axis=0))  # pairs to open (near-misses too, so they stay open)
-    d, c1, c2 = d[tt][:, pp], c1[tt][:, pp], c2[tt][:, pp]
+    d, c1, c2 = cp.distances(pos[tt], rot[tt])
+    pp = np.flatnonzero((d < 0.5 * margin).any(axis=0))  # pairs to open (near-misses too, so they stay open)
+    d, c1, c2 = d[:, pp], c1[:, pp], c2[:, pp]
     bad = d < 0.5 * margin  # (n, P)
     anchors, axes = m.joint_world(pos[tt], rot[tt])
     n = c1 - c2
@@ -347,21 +311,6 @@ def _push_apart(robot: Robot, cp: CollisionPairs, root_pos: np.ndarray, root_rot
     dq = np.linalg.solve(H, np.einsum("tpv,tp->tv", jrow, res)[..., None])[..., 0]
     q[tt] = np.clip(q[tt] + dq, lo, hi)
   return q
-
-
-def _point_jac_rows(m, bodies, points, root_pos, anchors, axes) -> np.ndarray:
-  """Point Jacobians for N (frame, body, point) rows: (N, 3, nv)."""
-  N = len(bodies)
-  Jm = np.zeros((N, 3, 6 + m.num_joints))
-  Jm[:, 0, 0] = Jm[:, 1, 1] = Jm[:, 2, 2] = 1.0
-  r = points - root_pos
-  Jm[:, 0, 4], Jm[:, 0, 5] = r[:, 2], -r[:, 1]
-  Jm[:, 1, 3], Jm[:, 1, 5] = -r[:, 2], r[:, 0]
-  Jm[:, 2, 3], Jm[:, 2, 4] = r[:, 1], -r[:, 0]
-  mask = m.ancestor_joint_mask[bodies]  # (N, J)
-  cols = np.cross(axes, points[:, None, :] - anchors) * mask[:, :, None]  # (N, J, 3)
-  Jm[:, :, 6:] = np.swapaxes(cols, 1, 2)
-  return Jm
 
 
 def foot_lowest(robot: Robot, pos: np.ndarray, rot: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """A robot as data: kinematic tree, joints, limits and collision capsules read from its MJCF.
 
-Forward kinematics and point Jacobians run in numpy over whole clips at once (checked against
+Forward kinematics (compiled, robot/kernels.py) and point Jacobians (numpy) run over whole clips at once (checked against
 ``mujoco.mj_kinematics`` in the tests). Only hinge joints below a free-floating root are supported,
 which covers humanoids described for position control.
 """
@@ -16,6 +16,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from humanoid_retarget.errors import RobotConfigError
+from humanoid_retarget.robot.kernels import fk_batch
 
 
 @dataclass
@@ -103,8 +104,19 @@ class RobotModel:
         k = int(self.body_parent[k])
     return A
 
+  @cached_property
+  def joint_start(self) -> np.ndarray:
+    """(B + 1,) the joints of body b are ``joint_start[b]:joint_start[b + 1]`` (MJCF order is body order)."""
+    if np.any(np.diff(self.joint_body) < 0):
+      raise RobotConfigError("joints are not in body order", self.mjcf_path)
+    return np.searchsorted(self.joint_body, np.arange(self.num_bodies + 1)).astype(np.int64)
+
+  def kinematic_arrays(self) -> tuple[np.ndarray, ...]:
+    """The tree as the compiled kernels take it: parent, body_pos, body_rot, joint_start, axis, anchor."""
+    return (self.body_parent, self.body_pos, self.body_rot, self.joint_start, self.joint_axis, self.joint_anchor)
+
   def fk(self, root_pos: np.ndarray, root_rot: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Forward kinematics for a batch of configurations.
+    """Forward kinematics for a batch of configurations (compiled, ``robot/kernels.py``).
 
     Args:
       root_pos: (T, 3); root_rot: (T, 3, 3); q: (T, J).
@@ -114,24 +126,9 @@ class RobotModel:
     T = q.shape[0]
     pos = np.empty((T, self.num_bodies, 3))
     rot = np.empty((T, self.num_bodies, 3, 3))
-    Rjs = _axis_angle_matrices_all(self.joint_axis, q)  # (T, J, 3, 3), all joints in one pass
-    for b in range(self.num_bodies):
-      p = self.body_parent[b]
-      if p < 0:
-        P = root_pos
-        R = root_rot
-      else:
-        Rp = rot[:, p]
-        P = pos[:, p] + Rp @ self.body_pos[b]
-        R = Rp @ self.body_rot[b]
-      for j in self.body_joints[b]:
-        Rj = Rjs[:, j]
-        a = self.joint_anchor[j]
-        if np.any(a):
-          P = P + np.einsum("tij,tj->ti", R, a - np.einsum("tij,j->ti", Rj, a))
-        R = R @ Rj
-      pos[:, b] = P
-      rot[:, b] = R
+    f64 = np.ascontiguousarray
+    fk_batch(*self.kinematic_arrays(), f64(root_pos, dtype=np.float64), f64(root_rot, dtype=np.float64),
+             f64(q, dtype=np.float64), pos, rot)
     return pos, rot
 
   def joint_world(self, pos: np.ndarray, rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,37 +177,6 @@ class RobotModel:
     mask = self.ancestor_joint_mask[bodies]
     Jm[:, :, :, 6:] = np.swapaxes(axes[:, None, :, :] * mask[None, :, :, None], 2, 3)
     return Jm
-
-
-def _axis_angle_matrices_all(axes: np.ndarray, q: np.ndarray) -> np.ndarray:
-  """Rotation matrices of every hinge: axes (J, 3), angles q (T, J) -> (T, J, 3, 3) (Rodrigues)."""
-  c = np.cos(q)[..., None, None]
-  s = np.sin(q)[..., None, None]
-  K = np.zeros((axes.shape[0], 3, 3))
-  K[:, 0, 1], K[:, 0, 2] = -axes[:, 2], axes[:, 1]
-  K[:, 1, 0], K[:, 1, 2] = axes[:, 2], -axes[:, 0]
-  K[:, 2, 0], K[:, 2, 1] = -axes[:, 1], axes[:, 0]
-  outer = axes[:, :, None] * axes[:, None, :]
-  return c * np.eye(3) + s * K + (1.0 - c) * outer
-
-
-def _axis_angle_matrices(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
-  """Rotation matrices about a fixed unit ``axis`` by ``angle`` (T,) -> (T, 3, 3)."""
-  x, y, z = axis
-  c = np.cos(angle)
-  s = np.sin(angle)
-  C = 1.0 - c
-  R = np.empty((angle.shape[0], 3, 3))
-  R[:, 0, 0] = c + x * x * C
-  R[:, 0, 1] = x * y * C - z * s
-  R[:, 0, 2] = x * z * C + y * s
-  R[:, 1, 0] = y * x * C + z * s
-  R[:, 1, 1] = c + y * y * C
-  R[:, 1, 2] = y * z * C - x * s
-  R[:, 2, 0] = z * x * C - y * s
-  R[:, 2, 1] = z * y * C + x * s
-  R[:, 2, 2] = c + z * z * C
-  return R
 
 
 def load_robot_model(mjcf_path: str | os.PathLike) -> RobotModel:
