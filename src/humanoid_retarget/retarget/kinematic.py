@@ -227,12 +227,13 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
   q = c64(q, dtype=np.float64)
   no_pairs = np.zeros((0, 2), dtype=np.int64)
   active_pairs = cp.pairs
-  H = np.empty((T, nv, nv))
-  g = np.empty((T, nv))
-  cost = np.empty(T)
+  # Normal equations of this iteration (new) and of the last accepted point (acc): swapped, not copied.
+  H_new, H_acc = np.empty((T, nv, nv)), np.empty((T, nv, nv))
+  g_new, g_acc = np.empty((T, nv)), np.empty((T, nv))
+  cost_new, cost_acc = np.empty(T), np.empty(T)
   pos_sq = np.empty(T)
   lam = np.full(T, max(cfg.damping_start, cfg.damping))
-  prev = None
+  x_prev = None
   for it in range(cfg.iterations):
     # Collision rows from the second iteration on; the first such pass checks every pair and keeps the
     # ones that ever come near, later passes check only those (rows of pairs beyond the margin are zero).
@@ -241,22 +242,21 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
     linearize(*m.kinematic_arrays(), m.joint_body, anc_idx, anc_n, root_pos, root_rot, q,
               pos_body, pos_point, tgt_pos, w_pos, rot_body, tgt_rot, w_rot, q_nom, posture_w,
               cp.cap_body, cp.cap_a, cp.cap_b, cp.cap_r, pairs, cfg.collision_margin, cfg.collision_weight,
-              H, g, cost, dist, pos_sq)
+              H_new, g_new, cost_new, dist, pos_sq)
     stats.final_pos_rms = float(np.sqrt(pos_sq.sum() / (T * max(len(pos_links), 1))))
     if it == 1 and len(pairs):
       active_pairs = pairs[(dist < cfg.collision_margin + 0.05).any(axis=0)]
       stats.collision_pairs = int(len(active_pairs))
-    if prev is not None and not (it == 1 and len(pairs)):
+    if x_prev is not None and not (it == 1 and len(pairs)):
       # Levenberg-Marquardt per frame: a step that raised the cost is undone and retried with more damping.
       # (Skipped in the iteration that adds the collision rows: its cost is not comparable.)
-      worse = cost > prev["cost"] * (1.0 + 1e-9)
+      worse = cost_new > cost_acc * (1.0 + 1e-9)
       lam = np.where(worse, lam * 8.0, np.maximum(lam * 0.3, cfg.damping))
       if worse.any():
-        for name, arr in (("root_pos", root_pos), ("root_rot", root_rot), ("q", q), ("H", H), ("g", g),
-                          ("cost", cost)):
-          arr[worse] = prev[name][worse]
-    prev = {"cost": cost.copy(), "root_pos": root_pos.copy(), "root_rot": root_rot.copy(), "q": q.copy(),
-            "H": H.copy(), "g": g.copy()}
+        for arr, old in zip((root_pos, root_rot, q, H_new, g_new, cost_new), (*x_prev, H_acc, g_acc, cost_acc)):
+          arr[worse] = old[worse]
+    x_prev = (root_pos.copy(), root_rot.copy(), q.copy())
+    H_new, H_acc, g_new, g_acc, cost_new, cost_acc = H_acc, H_new, g_acc, g_new, cost_acc, cost_new
     # Temporal smoothness: proximal pull to the filtered current solution (after the first iterations).
     ws = 0.0
     q_s, p_s = q, root_pos
@@ -264,7 +264,7 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
       ws = cfg.smooth_weight**2
       q_s = gaussian_filter1d(q, sigma, axis=0, mode="nearest")
       p_s = gaussian_filter1d(root_pos, sigma, axis=0, mode="nearest")
-    gn_step(H, g, root_pos, root_rot, q, lam, q_s, p_s, ws, lo, hi, cfg.max_iter_step, 0.1)
+    gn_step(H_acc, g_acc, root_pos, root_rot, q, lam, q_s, p_s, ws, lo, hi, cfg.max_iter_step, 0.1)
     if it >= cfg.rate_from:
       # Joint speed as a constraint inside the solve: later iterations re-fit the other joints and the
       # root to the rate-limited joints (a limit applied only afterwards would let pinned feet slide).
