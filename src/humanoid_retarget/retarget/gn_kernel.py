@@ -266,30 +266,32 @@ def linearize(parent, body_pos, body_rot, joint_start, joint_axis, joint_anchor,
 
 
 @nb.njit(**JIT)
-def _cholesky_solve(A, b, x):
-  """Solve A x = b for symmetric positive definite A (n, n) (A is overwritten by its factor)."""
+def _cholesky_solve(A, b, x, inv_diag):
+  """Solve A x = b for symmetric positive definite A (n, n); A's lower triangle is overwritten by its
+  Cholesky factor (inv_diag (n,): scratch for the factor's inverse diagonal, multiplications instead of
+  divisions in the inner loops)."""
   n = A.shape[0]
   for j in range(n):
     s = A[j, j]
     for k in range(j):
       s -= A[j, k] * A[j, k]
-    s = np.sqrt(max(s, 1e-300))
-    A[j, j] = s
+    inv = 1.0 / np.sqrt(max(s, 1e-300))
+    inv_diag[j] = inv
     for i in range(j + 1, n):
       v = A[i, j]
       for k in range(j):
         v -= A[i, k] * A[j, k]
-      A[i, j] = v / s
+      A[i, j] = v * inv
   for i in range(n):
     v = b[i]
     for k in range(i):
       v -= A[i, k] * x[k]
-    x[i] = v / A[i, i]
+    x[i] = v * inv_diag[i]
   for i in range(n - 1, -1, -1):
     v = x[i]
     for k in range(i + 1, n):
       v -= A[k, i] * x[k]
-    x[i] = v / A[i, i]
+    x[i] = v * inv_diag[i]
 
 
 @nb.njit(**JIT)
@@ -305,6 +307,7 @@ def step(H, g, root_pos, root_rot, q, lam, q_s, p_s, ws, lo, hi, max_iter_step, 
   A = np.empty((nv, nv))
   b = np.empty(nv)
   dx = np.empty(nv)
+  inv_diag = np.empty(nv)
   Rd = np.empty((3, 3))
   Rn = np.empty((3, 3))
   for t in range(T):
@@ -320,7 +323,7 @@ def step(H, g, root_pos, root_rot, q, lam, q_s, p_s, ws, lo, hi, max_iter_step, 
       for i in range(3):
         A[i, i] += ws
         b[i] += ws * (root_pos[t, i] - p_s[t, i])
-    _cholesky_solve(A, b, dx)
+    _cholesky_solve(A, b, dx, inv_diag)
     big_ang = 0.0
     for u in range(3, nv):
       big_ang = max(big_ang, abs(dx[u]))

@@ -289,7 +289,7 @@ def _push_apart(robot: Robot, cp: CollisionPairs, root_pos: np.ndarray, root_rot
   q = q.copy()
   for _ in range(iterations):
     pos, rot = m.fk(root_pos, root_rot, q)
-    tt = np.flatnonzero((cp.signed_distances(pos, rot) < 0.0).any(axis=1))
+    tt = np.flatnonzero((cp.signed_distances(pos, rot, bound=0.0) < 0.0).any(axis=1))
     if not len(tt):
       break
     d, c1, c2 = cp.distances(pos[tt], rot[tt])
@@ -364,7 +364,8 @@ def make_motion(robot: Robot, root_pos: np.ndarray, root_rot: np.ndarray, q: np.
   m = robot.model
   pos, rot = m.fk(root_pos, root_rot, q)
   T = q.shape[0]
-  quat = Rotation.from_matrix(rot.reshape(-1, 3, 3)).as_quat(scalar_first=True).reshape(T, -1, 4)
+  # FK composes exact rotations: no re-orthogonalisation needed (assume_valid skips scipy's SVD check).
+  quat = Rotation.from_matrix(rot.reshape(-1, 3, 3), assume_valid=True).as_quat(scalar_first=True).reshape(T, -1, 4)
   # Keep each quaternion track continuous (no sign flips between frames).
   dots = np.sum(quat[1:] * quat[:-1], axis=-1)
   flips = np.cumsum(dots < 0, axis=0) % 2
