@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from humanoid_retarget.errors import InputFormatError
-from humanoid_retarget.io.bvh import forward_kinematics, parse_bvh
+from humanoid_retarget.io.bvh import euler_matrices, forward_kinematics, parse_bvh, parse_numbers
 
 CHAIN = """HIERARCHY
 ROOT Hips
@@ -81,3 +81,57 @@ def test_bad_input_one_line_error(tmp_path, mutate, words):
     parse_bvh(p)
   msg = str(e.value)
   assert str(p) in msg and words.lower() in msg.lower() and "\n" not in msg
+
+
+def test_fk_of_some_joints_matches_all(tmp_path):
+  p = tmp_path / "c.bvh"
+  p.write_text(CHAIN)
+  b = parse_bvh(p)
+  pos, rot = forward_kinematics(b)
+  pos2, rot2 = forward_kinematics(b, [2, 0])
+  np.testing.assert_array_equal(pos2, pos[:, [2, 0]])
+  np.testing.assert_array_equal(rot2, rot[:, [2, 0]])
+
+
+def test_euler_matrices_match_scipy():
+  rng = np.random.default_rng(0)
+  for seq in ("ZXY", "XYZ", "YZX", "ZY", "X", "XZX"):
+    ang = rng.uniform(-np.pi, np.pi, (5, 4, len(seq)))
+    axes = np.array([["XYZ".index(c) for c in seq]] * 4)
+    want = Rotation.from_euler(seq, ang.reshape(-1, len(seq))).as_matrix().reshape(5, 4, 3, 3)
+    np.testing.assert_allclose(euler_matrices(ang, axes), want, atol=1e-14)
+
+
+def _split_floats(text: str):
+  try:
+    return np.array(text.split(), dtype=np.float64)
+  except ValueError:
+    return "ValueError"
+
+
+@pytest.mark.parametrize("text", [
+  "", "  \n ", "1 2 3", "-0 +0 -0.0 .5 5. -.5 +.5 1e5 1E-05 -2.5e+3 1e-5 -1E5 5e0 5e00 5e-0",
+  " \t1\r\n2\x0b3\x0c\n", "123456789012345678 1.2345678901234567 9007199254740993 12345.67890123456",
+  "0000000000000000000000000000001.5 " + "1" * 30, "1e22 1e23 1e-22 1e-23 123e20 1.5e-300 1e400 0.0000000000000001",
+  "1 nan 3", "inf -inf", "1 2\u00a03", "1\x1c2", "1_0", "- 1", ". 1", "1-2", "1..2", "1e", "e5", "+-1", "--1",
+  "1.2.3", "1,2", "1e5.5", "1.e5", ".e5", "1e+-5", "1e-", "1e5-", "-", "+", "a",
+])
+def test_parse_numbers_is_split_and_float(text):
+  want, got = _split_floats(text), None
+  try:
+    got = parse_numbers(text)
+  except ValueError:
+    got = "ValueError"
+  if isinstance(want, str):
+    assert got == want
+  else:
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_parse_numbers_random_formats():
+  rng = np.random.default_rng(0)
+  x = np.concatenate([rng.normal(0, 1, 5000) * 10.0 ** rng.integers(-12, 12, 5000), rng.integers(-10**6, 10**6, 500), [0.0, -0.0]])
+  for fmt in ("%.5f", "%.6g", "%.17g", "%.10e", "%+.3f", "%.15g", "%.16g", "%.0f", "%.2E"):
+    text = "\n".join(" ".join(fmt % v for v in x[i:i + 50]) for i in range(0, x.size, 50))
+    np.testing.assert_array_equal(parse_numbers(text), np.array(text.split(), dtype=np.float64), err_msg=fmt)

@@ -7,8 +7,8 @@ import pytest
 
 from humanoid_retarget.errors import SkeletonError
 from humanoid_retarget.human.bvh_import import BvhImportConfig, load_bvh
-from humanoid_retarget.human.contacts import detect_contacts
-from humanoid_retarget.human.motion import J, frames_from_positions
+from humanoid_retarget.human.contacts import detect_contacts, hysteresis
+from humanoid_retarget.human.motion import J, frames_from_positions, trunk_frames
 from humanoid_retarget.human.sample import sample_walk_bvh
 from humanoid_retarget.human.skeleton import auto_mapping, detect_preset
 
@@ -134,3 +134,30 @@ def test_shared_bandai_import(shared_data):
   assert "spine2" in hm.meta["interpolated"]
   height = np.median(hm.positions[:, J("head"), 2])
   assert 1.3 < height < 1.8
+
+
+def test_hysteresis_matches_frame_loop():
+  rng = np.random.default_rng(0)
+  for k in range(300):
+    T = int(rng.integers(0, 30))
+    stay = rng.random((T, 2)) < rng.random()
+    enter = stay & (rng.random((T, 2)) < rng.random()) if k % 2 else rng.random((T, 2)) < 0.5
+    want = np.zeros((T, 2), dtype=bool)
+    state = np.zeros(2, dtype=bool)
+    for t in range(T):
+      state = np.where(state, stay[t], enter[t])
+      want[t] = state
+    np.testing.assert_array_equal(hysteresis(enter, stay), want)
+
+
+def test_trunk_frames_zero_length_spine_bones(sample_bvh):
+  # Spine2 on spine1 and the neck on spine3: those bones take their parent's z-axis.
+  P = load_bvh(sample_bvh).positions.copy()
+  P[:, J("spine2")] = P[:, J("spine1")]
+  P[:, J("neck")] = P[:, J("spine3")]
+  R = trunk_frames(P)
+  y = R[:, J("spine1"), :, 1]
+  z = R[:, J("pelvis"), :, 2] - np.sum(R[:, J("pelvis"), :, 2] * y, axis=-1, keepdims=True) * y
+  np.testing.assert_allclose(R[:, J("spine1"), :, 2], z / np.linalg.norm(z, axis=-1, keepdims=True), atol=1e-12)
+  np.testing.assert_allclose(R[:, J("spine3"), :, 2], R[:, J("spine2"), :, 2], atol=1e-12)
+  np.testing.assert_allclose(R[:, J("head")], R[:, J("neck")])

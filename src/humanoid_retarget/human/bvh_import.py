@@ -89,24 +89,23 @@ class BvhCalibration:
 def _mapped(bvh: BvhData, mapping: dict[str, str]) -> np.ndarray:
   """Canonical joint positions in file units and axes, (T, 22, 3); unmapped joints zero."""
   names = bvh.names
-  pos_all, _ = forward_kinematics(bvh)
+  canon = list(mapping)
   pos = np.zeros((bvh.num_frames, len(CANONICAL_JOINTS), 3))
-  for canon, src in mapping.items():
-    pos[:, J(canon)] = pos_all[:, names.index(src)]
+  pos[:, [J(c) for c in canon]] = forward_kinematics(bvh, [names.index(mapping[c]) for c in canon])[0]
   return pos
 
 
-def calibrate_bvh(bvh: BvhData, cfg: BvhImportConfig = BvhImportConfig()) -> BvhCalibration:
-  """Mapping, up axis, units and floor measured on the frames of ``bvh`` (all of a clip, or the first
-  frames of a live stream)."""
-  path = bvh.path
-  parents = [j.parent for j in bvh.joints]
-  preset, mapping = detect_preset(bvh.names, parents, cfg.skeleton, path)
-  pos = _mapped(bvh, mapping)
+def _calibrate_mapped(raw: np.ndarray, preset: str, mapping: dict[str, str], cfg: BvhImportConfig,
+                      path: str) -> tuple[BvhCalibration, np.ndarray, list[str]]:
+  """:func:`calibrate_bvh` on the mapped positions ``raw`` (T, 22, 3) (file units and axes).
+
+  Returns the calibration and, as :func:`bvh_positions` would give them but before the floor shift, the
+  canonical positions (T, 22, 3) and the list of interpolated joints.
+  """
   # Up axis and units from the mapped joints.
-  up = _detect_up(pos) if cfg.up_axis == "auto" else _parse_up(cfg.up_axis)
+  up = _detect_up(raw) if cfg.up_axis == "auto" else _parse_up(cfg.up_axis)
   R = _up_rotation(up)
-  pos = pos @ R.T
+  pos = raw @ R.T
   # Height of the skeleton (pelvis-to-ankle + pelvis-to-head distances), in file units.
   leg = np.median(
     np.linalg.norm(pos[:, J("left_hip")] - pos[:, J("left_knee")], axis=-1)
@@ -122,15 +121,22 @@ def calibrate_bvh(bvh: BvhData, cfg: BvhImportConfig = BvhImportConfig()) -> Bvh
   else:
     unit_name = cfg.units
     scale = UNITS[cfg.units] if cfg.units in UNITS else float(cfg.units)
-  pos = pos * scale
-  pos, _ = fill_missing(pos, set(mapping))
+  pos, filled = fill_missing(pos * scale, set(mapping))
   # Floor at z = 0: the feet's low points over the clip.
   foot_z = np.minimum(pos[:, J("left_foot"), 2], pos[:, J("right_foot"), 2])
   ankle_z = np.minimum(pos[:, J("left_ankle"), 2], pos[:, J("right_ankle"), 2])
   low = np.minimum(foot_z, ankle_z - 0.05)
   floor = float(np.percentile(low, 2.0)) - 0.02  # toe joints sit ~2 cm above the sole
-  return BvhCalibration(preset=preset, mapping=mapping, up=up, R=R, unit_name=unit_name, scale=float(scale),
-                        floor=floor)
+  cal = BvhCalibration(preset=preset, mapping=mapping, up=up, R=R, unit_name=unit_name, scale=float(scale),
+                       floor=floor)
+  return cal, pos, filled
+
+
+def calibrate_bvh(bvh: BvhData, cfg: BvhImportConfig = BvhImportConfig()) -> BvhCalibration:
+  """Mapping, up axis, units and floor measured on the frames of ``bvh`` (all of a clip, or the first
+  frames of a live stream)."""
+  preset, mapping = detect_preset(bvh.names, [j.parent for j in bvh.joints], cfg.skeleton, bvh.path)
+  return _calibrate_mapped(_mapped(bvh, mapping), preset, mapping, cfg, bvh.path)[0]
 
 
 def bvh_positions(bvh: BvhData, cal: BvhCalibration) -> tuple[np.ndarray, list[str]]:
@@ -142,9 +148,11 @@ def bvh_positions(bvh: BvhData, cal: BvhCalibration) -> tuple[np.ndarray, list[s
 
 
 def bvh_to_human(bvh: BvhData, cfg: BvhImportConfig = BvhImportConfig()) -> HumanMotion:
+  """The whole clip: :func:`calibrate_bvh` then :func:`bvh_positions`, with one forward kinematics pass."""
   path = bvh.path
-  cal = calibrate_bvh(bvh, cfg)
-  pos, filled = bvh_positions(bvh, cal)
+  preset, mapping = detect_preset(bvh.names, [j.parent for j in bvh.joints], cfg.skeleton, path)
+  cal, pos, filled = _calibrate_mapped(_mapped(bvh, mapping), preset, mapping, cfg, path)
+  pos[..., 2] -= cal.floor
   rot = matrices_to_wxyz(frames_from_positions(pos))
   return HumanMotion(
     fps=bvh.fps, positions=pos, rotations=rot, source=os.path.basename(path),

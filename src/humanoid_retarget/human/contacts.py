@@ -44,36 +44,51 @@ def contact_step(state: bool, height: float, speed: float, cfg: ContactConfig) -
   return bool(height < cfg.height_enter and speed < cfg.speed_enter)
 
 
+def hysteresis(enter: np.ndarray, stay: np.ndarray) -> np.ndarray:
+  """States of switches that turn on where ``enter`` and stay on while ``stay``: state[t] = stay[t] if
+  state[t - 1] else enter[t], starting off. enter, stay: (T, ...) bool -> (T, ...) bool.
+
+  Where ``enter`` implies ``stay`` (entry thresholds inside the exit ones), the state is on exactly when
+  the last entering frame comes after the last frame that breaks ``stay``: two running maxima instead of
+  a frame loop.
+  """
+  if np.any(enter & ~stay):
+    out = np.zeros(enter.shape, dtype=bool)
+    state = np.zeros(enter.shape[1:], dtype=bool)
+    for t in range(enter.shape[0]):
+      state = out[t] = np.where(state, stay[t], enter[t])
+    return out
+  t = np.arange(enter.shape[0]).reshape((-1,) + (1,) * (enter.ndim - 1))
+  last_enter = np.maximum.accumulate(np.where(enter, t, -1), axis=0)
+  last_break = np.maximum.accumulate(np.where(stay, -1, t), axis=0)
+  return last_enter > last_break
+
+
 def detect_contacts(human: HumanMotion, cfg: ContactConfig = ContactConfig()) -> np.ndarray:
-  """Contacts of the left and right foot, (T, 2) bool."""
+  """Contacts of the left and right foot, (T, 2) bool: :func:`contact_step` over the clip, then short
+  gaps filled and short phases dropped."""
   T = human.num_frames
-  out = np.zeros((T, 2), dtype=bool)
-  dt = 1.0 / human.fps
-  for s, side in enumerate(("left", "right")):
-    ank = human.positions[:, J(f"{side}_ankle")]
-    toe = human.positions[:, J(f"{side}_foot")]
-    h_ank = ank[:, 2] - np.percentile(ank[:, 2], 5)
-    h_toe = toe[:, 2] - np.percentile(toe[:, 2], 5)
-    h = np.minimum(h_ank, h_toe)
-    # Speed of the lower of the two points.
-    low = np.where((h_ank <= h_toe)[:, None], ank, toe)
-    v = np.zeros(T)
-    if T > 1:
-      vel = np.gradient(low[:, :2], dt, axis=0)
-      v = np.linalg.norm(vel, axis=-1)
-    state = False
-    for t in range(T):
-      state = contact_step(state, h[t], v[t], cfg)
-      out[t, s] = state
-    # Fill short gaps, drop short phases.
-    gap = int(round(cfg.max_gap_s * human.fps))
-    m = out[:, s]
+  P = human.positions
+  ank = P[:, [J("left_ankle"), J("right_ankle")]]  # (T, 2, 3)
+  toe = P[:, [J("left_foot"), J("right_foot")]]
+  h_ank = ank[..., 2] - np.percentile(ank[..., 2], 5, axis=0)
+  h_toe = toe[..., 2] - np.percentile(toe[..., 2], 5, axis=0)
+  h = np.minimum(h_ank, h_toe)  # (T, 2)
+  # Speed of the lower of the two points.
+  low = np.where((h_ank <= h_toe)[..., None], ank, toe)
+  v = np.zeros((T, 2))
+  if T > 1:
+    v = np.linalg.norm(np.gradient(low[..., :2], 1.0 / human.fps, axis=0), axis=-1)
+  # The hysteresis of contact_step, all frames at once.
+  out = hysteresis((h < cfg.height_enter) & (v < cfg.speed_enter), (h < cfg.height_exit) & (v < cfg.speed_exit))
+  # Fill short gaps, drop short phases.
+  gap = int(round(cfg.max_gap_s * human.fps))
+  short = int(round(cfg.min_phase_s * human.fps))
+  for m in out.T:  # views: edited in place
     for a, b in _runs(~m):
       if a > 0 and b < T and (b - a) <= gap:
         m[a:b] = True
-    short = int(round(cfg.min_phase_s * human.fps))
     for a, b in _runs(m):
       if (b - a) < short:
         m[a:b] = False
-    out[:, s] = m
   return out

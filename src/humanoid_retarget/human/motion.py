@@ -8,6 +8,7 @@ readers with a body model (AMASS) give the model's own rotations, turned into th
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -149,20 +150,25 @@ _REST_DIR[13] = _REST_DIR[16] = _REST_DIR[18] = np.array([0.0, 1.0, 0.0])
 _REST_DIR[14] = _REST_DIR[17] = _REST_DIR[19] = np.array([0.0, -1.0, 0.0])
 
 
+# The limb joints of :func:`frames_from_positions`, one tree level at a time (each level's parents are
+# already known): hips and collars, knees and shoulders, ankles and elbows.
+_LIMB_LEVELS: tuple[tuple[int, ...], ...] = ((1, 2, 13, 14), (4, 5, 16, 17), (7, 8, 18, 19))
+
+
 def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """Smallest rotations taking unit vectors a to b. a, b: (T, 3) -> (T, 3, 3)."""
+  """Smallest rotations taking unit vectors a to b. a, b: (..., 3) -> (..., 3, 3)."""
   a = _normalize(a)
   b = _normalize(b)
   v = np.cross(a, b)
-  c = np.sum(a * b, axis=-1)
-  s = np.linalg.norm(v, axis=-1)
-  axis = np.where(s[:, None] > 1e-9, v / np.maximum(s, 1e-12)[:, None], np.array([0.0, 0.0, 1.0]))
+  c = np.sum(a * b, axis=-1, keepdims=True)
+  s = np.linalg.norm(v, axis=-1, keepdims=True)
+  axis = np.where(s > 1e-9, v / np.maximum(s, 1e-12), np.array([0.0, 0.0, 1.0]))
   # Opposite vectors: any perpendicular axis.
   perp = np.cross(a, np.array([1.0, 0.0, 0.0]))
   perp = np.where(np.linalg.norm(perp, axis=-1, keepdims=True) < 1e-6, np.cross(a, np.array([0.0, 1.0, 0.0])), perp)
-  axis = np.where((s < 1e-9)[:, None] & (c < 0)[:, None], _normalize(perp), axis)
+  axis = np.where((s < 1e-9) & (c < 0), _normalize(perp), axis)
   ang = np.arctan2(s, c)
-  return Rotation.from_rotvec(axis * ang[:, None]).as_matrix()
+  return Rotation.from_rotvec((axis * ang).reshape(-1, 3)).as_matrix().reshape(a.shape + (3,))
 
 
 def frames_from_positions(pos: np.ndarray) -> np.ndarray:
@@ -175,14 +181,13 @@ def frames_from_positions(pos: np.ndarray) -> np.ndarray:
 
   Args: pos: (T, 22, 3). Returns: (T, 22, 3, 3).
   """
-  T = pos.shape[0]
   R = trunk_frames(pos)
-  for j in (1, 4, 7, 2, 5, 8, 13, 16, 18, 14, 17, 19):
-    p = CANONICAL_PARENTS[j]
-    Rp = R[:, p] if j not in (13, 14) else R[:, 9]
-    d_obs = pos[:, _REST_CHILD[j]] - pos[:, j]
-    d_local = np.einsum("tji,tj->ti", Rp, d_obs)  # Rp^T d
-    R[:, j] = Rp @ _swing(np.broadcast_to(_REST_DIR[j], (T, 3)), d_local)
+  for level in _LIMB_LEVELS:
+    j = list(level)
+    Rp = R[:, [CANONICAL_PARENTS[k] for k in j]]  # (T, 4, 3, 3)
+    d_obs = pos[:, [_REST_CHILD[k] for k in j]] - pos[:, j]
+    d_local = np.einsum("tkji,tkj->tki", Rp, d_obs)  # Rp^T d
+    R[:, j] = Rp @ _swing(np.broadcast_to(np.array([_REST_DIR[k] for k in j]), d_local.shape), d_local)
   for j in (10, 11, 20, 21):
     R[:, j] = R[:, CANONICAL_PARENTS[j]]
   return R
@@ -195,23 +200,42 @@ def trunk_frames(pos: np.ndarray) -> np.ndarray:
   """
   T = pos.shape[0]
   R = np.zeros((T, NUM_JOINTS, 3, 3))
-  lat_hips = pos[:, J("left_hip")] - pos[:, J("right_hip")]
   up_pelvis = pos[:, J("spine1")] - pos[:, J("pelvis")]
   # Spine1 may coincide with the pelvis in some skeletons; fall back to spine3.
   weak = np.linalg.norm(up_pelvis, axis=-1) < 1e-3
   up_pelvis[weak] = (pos[:, J("spine3")] - pos[:, J("pelvis")])[weak]
-  R[:, 0] = frame_from_lateral(lat_hips, up_pelvis)
   lat_sh = pos[:, J("left_shoulder")] - pos[:, J("right_shoulder")]
-  for j, child in ((3, 6), (6, 9), (9, 12), (12, 15)):
-    d = pos[:, child] - pos[:, j]
-    weak = np.linalg.norm(d, axis=-1) < 1e-3
-    d[weak] = R[:, CANONICAL_PARENTS[j], :, 2][weak]
-    R[:, j] = frame_from_lateral(lat_sh, d)
+  # The pelvis and the spine chain (spine1, spine2, spine3, neck: z along the bone to the next) at once.
+  chain = [0, 3, 6, 9, 12]
+  d = pos[:, [3, 6, 9, 12, 15]] - pos[:, chain]
+  d[:, 0] = up_pelvis
+  lat = np.broadcast_to(lat_sh[:, None], d.shape).copy()
+  lat[:, 0] = pos[:, J("left_hip")] - pos[:, J("right_hip")]
+  R[:, chain] = frame_from_lateral(lat, d)
+  # Spine bones of zero length take the z-axis of their parent, in chain order.
+  weak = np.linalg.norm(d, axis=-1) < 1e-3
+  for i in np.flatnonzero(weak[:, 1:].any(axis=0)) + 1:
+    j, w = chain[i], weak[:, i]
+    d[w, i] = R[w, CANONICAL_PARENTS[j], :, 2]
+    R[:, j] = frame_from_lateral(lat_sh, d[:, i])
   R[:, 15] = R[:, 12]
   return R
 
 
+def _is_rotation(R: np.ndarray, tol: float = 1e-9) -> bool:
+  """Whether every matrix of R (N, 3, 3) is orthonormal and right-handed (within ``tol``)."""
+  return bool(np.allclose(R @ R.transpose(0, 2, 1), np.eye(3), rtol=0.0, atol=tol)
+              and np.allclose(np.cross(R[:, :, 0], R[:, :, 1]), R[:, :, 2], rtol=0.0, atol=tol))
+
+
+# scipy >= 1.17 can skip the orthogonalisation in Rotation.from_matrix, 90% of its cost.
+_HAS_ASSUME_VALID = "assume_valid" in inspect.signature(Rotation.from_matrix).parameters
+
+
 def matrices_to_wxyz(R: np.ndarray) -> np.ndarray:
+  """Rotation matrices (..., 3, 3) -> quaternions (..., 4), wxyz."""
   shp = R.shape[:-2]
-  q = Rotation.from_matrix(R.reshape(-1, 3, 3)).as_quat(scalar_first=True)
+  R = R.reshape(-1, 3, 3)
+  fast = {"assume_valid": True} if _HAS_ASSUME_VALID and _is_rotation(R) else {}
+  q = Rotation.from_matrix(R, **fast).as_quat(scalar_first=True)
   return q.reshape(*shp, 4)

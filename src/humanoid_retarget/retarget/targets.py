@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
-from scipy.spatial.transform import Rotation
 
 from humanoid_retarget.human.contacts import ContactConfig, contact_phases, detect_contacts
-from humanoid_retarget.human.motion import HumanMotion, J
+from humanoid_retarget.human.motion import HumanMotion, J, trunk_frames
+from humanoid_retarget.io.bvh import euler_matrices
 from humanoid_retarget.robot.config import Robot
 
 
@@ -81,7 +81,7 @@ def _foot_frames(P: np.ndarray, side: str, contacts: np.ndarray, pitch_ref: floa
   yaw = yaw_p + rel
   pitch = np.arctan2(-v[:, 2], h) - pitch_ref
   pitch = np.where(contacts, 0.0, pitch)
-  return Rotation.from_euler("ZY", np.stack([yaw, pitch], -1)).as_matrix()
+  return euler_matrices(np.stack([yaw, pitch], -1)[:, None], np.array([[2, 1]]))[:, 0]  # Rz(yaw) Ry(pitch)
 
 
 def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetConfig(),
@@ -92,8 +92,6 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
   calibration frames, whose scales, standing ankle height and foot pitch replace those measured on
   ``human``, and ``contacts`` (T, 2) detected causally instead of over the whole clip.
   """
-  from humanoid_retarget.human.motion import trunk_frames
-
   links = robot.config.links
   L = len(links)
   P = human.positions.copy()
@@ -138,8 +136,14 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
     root_scale, ank_h = calib.root_scale, calib.ankle_height
   pos = np.zeros((T, L, 3))
   scale = np.ones(L)
+  hps = {}  # human point of each root or bone link and of their parents
   for k, lk in enumerate(links):
-    hp = _human_point(P, lk.human)
+    if lk.mode != "rigid":
+      for kk in (k, index.get(lk.parent, -1)):
+        if kk >= 0 and kk not in hps:
+          hps[kk] = _human_point(P, links[kk].human)
+  for k, lk in enumerate(links):
+    hp = hps.get(k)
     if lk.mode == "root":
       tgt = hp * root_scale
       tgt[:, 2] = (hp[:, 2] - ank_h) * root_scale + sole
@@ -153,7 +157,7 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
       pos[:, k] = pos[:, pk] + rot[:, fk] @ off_local
     else:  # bone
       pk = index[lk.parent]
-      hv = hp - _human_point(P, links[pk].human)
+      hv = hp - hps[pk]
       lh = float(np.median(np.linalg.norm(hv, axis=-1)))
       lr = float(np.linalg.norm(rest_pts[k] - rest_pts[pk]))
       scale[k] = (lr / lh if lh > 1e-6 else 1.0) if calib is None else calib.scale[k]
@@ -188,7 +192,7 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
     k = feet[side]
     sole_pts = robot.foot_points[side]  # (P, 3) in foot frame
     # Lowest sole point given the target orientation must stay above the floor.
-    low = np.einsum("tij,pj->tpi", rot[:, k], sole_pts)[..., 2].min(axis=1)  # (T,)
+    low = (rot[:, k, 2] @ sole_pts.T).min(axis=1)  # (T,) the heights of the sole points, lowest
     min_z = -low
     if cfg.pin_feet:
       delta = np.zeros((T, 3))
