@@ -69,10 +69,10 @@ def detect_contacts(human: HumanMotion, cfg: ContactConfig = ContactConfig()) ->
   gaps filled and short phases dropped."""
   T = human.num_frames
   P = human.positions
-  ank = P[:, [J("left_ankle"), J("right_ankle")]]  # (T, 2, 3)
-  toe = P[:, [J("left_foot"), J("right_foot")]]
-  h_ank = ank[..., 2] - np.percentile(ank[..., 2], 5, axis=0)
-  h_toe = toe[..., 2] - np.percentile(toe[..., 2], 5, axis=0)
+  pts = P[:, [J("left_ankle"), J("right_ankle"), J("left_foot"), J("right_foot")]]  # (T, 4, 3)
+  ank, toe = pts[:, :2], pts[:, 2:]
+  h_all = pts[..., 2] - np.percentile(pts[..., 2], 5, axis=0)  # heights above each point's standing height
+  h_ank, h_toe = h_all[:, :2], h_all[:, 2:]
   h = np.minimum(h_ank, h_toe)  # (T, 2)
   # Speed of the lower of the two points.
   low = np.where((h_ank <= h_toe)[..., None], ank, toe)

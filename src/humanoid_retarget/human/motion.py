@@ -108,6 +108,14 @@ class HumanMotion:
                        self.joint_names, self.source, dict(self.meta))
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """``np.cross(a, b)`` for (..., 3) arrays, same arithmetic; about 2x faster on the small arrays here,
+  where np.cross's own overhead dominates."""
+  a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
+  b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
+  return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
+
+
 def _normalize(v: np.ndarray, eps: float = 1e-9) -> np.ndarray:
   return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), eps)
 
@@ -120,7 +128,7 @@ def frame_from_axes(x_hint: np.ndarray, z_axis: np.ndarray) -> np.ndarray:
   z = _normalize(z_axis)
   x = x_hint - np.sum(x_hint * z, axis=-1, keepdims=True) * z
   x = _normalize(x)
-  y = np.cross(z, x)
+  y = _cross(z, x)
   return np.stack([x, y, z], axis=-1)
 
 
@@ -129,7 +137,7 @@ def frame_from_lateral(y_hint: np.ndarray, z_hint: np.ndarray) -> np.ndarray:
   y = _normalize(y_hint)
   z = z_hint - np.sum(z_hint * y, axis=-1, keepdims=True) * y
   z = _normalize(z)
-  x = np.cross(y, z)
+  x = _cross(y, z)
   return np.stack([x, y, z], axis=-1)
 
 
@@ -159,14 +167,15 @@ def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   """Smallest rotations taking unit vectors a to b. a, b: (..., 3) -> (..., 3, 3)."""
   a = _normalize(a)
   b = _normalize(b)
-  v = np.cross(a, b)
+  v = _cross(a, b)
   c = np.sum(a * b, axis=-1, keepdims=True)
   s = np.linalg.norm(v, axis=-1, keepdims=True)
   axis = np.where(s > 1e-9, v / np.maximum(s, 1e-12), np.array([0.0, 0.0, 1.0]))
-  # Opposite vectors: any perpendicular axis.
-  perp = np.cross(a, np.array([1.0, 0.0, 0.0]))
-  perp = np.where(np.linalg.norm(perp, axis=-1, keepdims=True) < 1e-6, np.cross(a, np.array([0.0, 1.0, 0.0])), perp)
-  axis = np.where((s < 1e-9) & (c < 0), _normalize(perp), axis)
+  opposite = (s < 1e-9) & (c < 0)
+  if opposite.any():  # any axis perpendicular to a
+    perp = np.cross(a, np.array([1.0, 0.0, 0.0]))
+    perp = np.where(np.linalg.norm(perp, axis=-1, keepdims=True) < 1e-6, np.cross(a, np.array([0.0, 1.0, 0.0])), perp)
+    axis = np.where(opposite, _normalize(perp), axis)
   ang = np.arctan2(s, c)
   return Rotation.from_rotvec((axis * ang).reshape(-1, 3)).as_matrix().reshape(a.shape + (3,))
 
@@ -223,9 +232,10 @@ def trunk_frames(pos: np.ndarray) -> np.ndarray:
 
 
 def _is_rotation(R: np.ndarray, tol: float = 1e-9) -> bool:
-  """Whether every matrix of R (N, 3, 3) is orthonormal and right-handed (within ``tol``)."""
-  return bool(np.allclose(R @ R.transpose(0, 2, 1), np.eye(3), rtol=0.0, atol=tol)
-              and np.allclose(np.cross(R[:, :, 0], R[:, :, 1]), R[:, :, 2], rtol=0.0, atol=tol))
+  """Whether every matrix of R (N, 3, 3) is a rotation within ``tol``: columns x, y orthonormal, z = x × y."""
+  x, y = R[:, :, 0], R[:, :, 1]
+  err = np.stack([np.sum(x * x, axis=-1) - 1.0, np.sum(y * y, axis=-1) - 1.0, np.sum(x * y, axis=-1)], axis=-1)
+  return bool(np.abs(err).max() <= tol and np.abs(_cross(x, y) - R[:, :, 2]).max() <= tol)
 
 
 # scipy >= 1.17 can skip the orthogonalisation in Rotation.from_matrix, 90% of its cost.

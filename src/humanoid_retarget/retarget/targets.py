@@ -81,7 +81,7 @@ def _foot_frames(P: np.ndarray, side: str, contacts: np.ndarray, pitch_ref: floa
   yaw = yaw_p + rel
   pitch = np.arctan2(-v[:, 2], h) - pitch_ref
   pitch = np.where(contacts, 0.0, pitch)
-  return euler_matrices(np.stack([yaw, pitch], -1)[:, None], np.array([[2, 1]]))[:, 0]  # Rz(yaw) Ry(pitch)
+  return euler_matrices(np.stack([yaw, pitch], -1), "ZY")
 
 
 def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetConfig(),
@@ -117,18 +117,27 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
   for k, lk in enumerate(links):
     if lk.orientation != "none":
       rot[:, k] = frames[lk.orientation] @ rest_rot[k]
-  # Root scale: the robot's leg reach (hip to ankle, straightest) over the human leg length.
-  def chain_len_human(names: list[str]) -> float:
-    return float(sum(np.median(np.linalg.norm(P[:, J(b)] - P[:, J(a)], axis=-1)) for a, b in zip(names[:-1], names[1:])))
-
+  hps = {}  # human point of each root or bone link and of their parents
+  for k, lk in enumerate(links):
+    if lk.mode != "rigid":
+      for kk in (k, index.get(lk.parent, -1)):
+        if kk >= 0 and kk not in hps:
+          hps[kk] = _human_point(P, links[kk].human)
+  # Human segment lengths, medians over the clip, in one call: each leg's hip-knee and knee-ankle (for the
+  # root scale), then the bone of each bone link (for its scale).
   by_human = {lk.human[0]: k for k, lk in enumerate(links) if len(lk.human) == 1}
+  legs = [s for s in ("left", "right") if f"{s}_hip" in by_human and f"{s}_ankle" in by_human]
+  bones = [k for k, lk in enumerate(links) if lk.mode == "bone"]
+  segs = [P[:, J(f"{s}_{b}")] - P[:, J(f"{s}_{a}")] for s in legs for a, b in (("hip", "knee"), ("knee", "ankle"))]
+  segs += [hps[k] - hps[index[links[k].parent]] for k in bones]
+  seg_len = np.median(np.linalg.norm(np.stack(segs, axis=1), axis=-1), axis=0) if segs else np.zeros(0)
+  bone_len = dict(zip(bones, seg_len[2 * len(legs):].tolist()))
+  # Root scale: the robot's leg reach (hip to ankle, straightest) over the human leg length.
   reaches = []
-  for side in ("left", "right"):
-    hip, ank = by_human.get(f"{side}_hip"), by_human.get(f"{side}_ankle")
-    if hip is not None and ank is not None:
-      leg_h = chain_len_human([f"{side}_hip", f"{side}_knee", f"{side}_ankle"])
-      if leg_h > 0:
-        reaches.append(robot.chain_reach(hip, ank) / leg_h)
+  for i, side in enumerate(legs):
+    leg_h = float(seg_len[2 * i] + seg_len[2 * i + 1])
+    if leg_h > 0:
+      reaches.append(robot.chain_reach(by_human[f"{side}_hip"], by_human[f"{side}_ankle"]) / leg_h)
   root_scale = float(np.mean(reaches)) if reaches else 1.0
   sole = -float(np.min(robot.foot_points["left"][:, 2]))  # ankle origin height above the sole
   ank_h = np.percentile(np.minimum(P[:, J("left_ankle"), 2], P[:, J("right_ankle"), 2]), 5)
@@ -136,12 +145,6 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
     root_scale, ank_h = calib.root_scale, calib.ankle_height
   pos = np.zeros((T, L, 3))
   scale = np.ones(L)
-  hps = {}  # human point of each root or bone link and of their parents
-  for k, lk in enumerate(links):
-    if lk.mode != "rigid":
-      for kk in (k, index.get(lk.parent, -1)):
-        if kk >= 0 and kk not in hps:
-          hps[kk] = _human_point(P, links[kk].human)
   for k, lk in enumerate(links):
     hp = hps.get(k)
     if lk.mode == "root":
@@ -158,7 +161,7 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
     else:  # bone
       pk = index[lk.parent]
       hv = hp - hps[pk]
-      lh = float(np.median(np.linalg.norm(hv, axis=-1)))
+      lh = bone_len[k]
       lr = float(np.linalg.norm(rest_pts[k] - rest_pts[pk]))
       scale[k] = (lr / lh if lh > 1e-6 else 1.0) if calib is None else calib.scale[k]
       pos[:, k] = pos[:, pk] + hv * scale[k]
