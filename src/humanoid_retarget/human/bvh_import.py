@@ -40,12 +40,12 @@ class BvhImportConfig:
 def _up_rotation(up: np.ndarray) -> np.ndarray:
   """Proper rotation mapping the unit axis ``up`` to +Z (right-handedness kept)."""
   z = np.array([0.0, 0.0, 1.0])
-  if np.allclose(up, z):
+  if np.all(np.abs(up - z) <= 1e-8 + 1e-5 * np.abs(z)):  # np.allclose, without its overhead
     return np.eye(3)
-  if np.allclose(up, -z):
+  if np.all(np.abs(up + z) <= 1e-8 + 1e-5 * np.abs(z)):
     return np.diag([1.0, -1.0, -1.0])
   # Y up -> the GMR/LAFAN convention (x, y, z) -> (x, -z, y); X up similar.
-  axis = np.cross(up, z)
+  axis = np.array([up[1], -up[0], 0.0])  # up x z
   axis /= np.linalg.norm(axis)
   ang = np.arccos(np.clip(np.dot(up, z), -1, 1))
   K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])

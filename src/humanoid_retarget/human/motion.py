@@ -164,7 +164,7 @@ _LIMB_LEVELS: tuple[tuple[int, ...], ...] = ((1, 2, 13, 14), (4, 5, 16, 17), (7,
 
 
 def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """Smallest rotations taking unit vectors a to b. a, b: (..., 3) -> (..., 3, 3)."""
+  """Smallest rotations taking unit vectors a to b. a, b: (..., 3), broadcast -> (..., 3, 3)."""
   a = _normalize(a)
   b = _normalize(b)
   v = _cross(a, b)
@@ -177,7 +177,7 @@ def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     perp = np.where(np.linalg.norm(perp, axis=-1, keepdims=True) < 1e-6, np.cross(a, np.array([0.0, 1.0, 0.0])), perp)
     axis = np.where(opposite, _normalize(perp), axis)
   ang = np.arctan2(s, c)
-  return Rotation.from_rotvec((axis * ang).reshape(-1, 3)).as_matrix().reshape(a.shape + (3,))
+  return Rotation.from_rotvec((axis * ang).reshape(-1, 3)).as_matrix().reshape(axis.shape + (3,))
 
 
 def frames_from_positions(pos: np.ndarray) -> np.ndarray:
@@ -196,7 +196,7 @@ def frames_from_positions(pos: np.ndarray) -> np.ndarray:
     Rp = R[:, [CANONICAL_PARENTS[k] for k in j]]  # (T, 4, 3, 3)
     d_obs = pos[:, [_REST_CHILD[k] for k in j]] - pos[:, j]
     d_local = np.einsum("tkji,tkj->tki", Rp, d_obs)  # Rp^T d
-    R[:, j] = Rp @ _swing(np.broadcast_to(np.array([_REST_DIR[k] for k in j]), d_local.shape), d_local)
+    R[:, j] = Rp @ _swing(np.array([_REST_DIR[k] for k in j]), d_local)
   for j in (10, 11, 20, 21):
     R[:, j] = R[:, CANONICAL_PARENTS[j]]
   return R

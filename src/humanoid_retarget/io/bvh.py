@@ -131,13 +131,13 @@ def parse_numbers(text: str) -> np.ndarray:
   flat = np.flatnonzero(V >= 10)
   code = np.take(V, flat)
   np.put(V, flat, 0)
-  row, col = np.divmod(flat, W)
-  is_exp = (code == _EXP_LOWER) | (code == _EXP_UPPER)
+  row, col = flat >> (W.bit_length() - 1), flat & (W - 1)
+  i = np.flatnonzero((code == _EXP_LOWER) | (code == _EXP_UPPER))
   ecol = np.full(n, W)  # W: no exponent
-  ecol[row[is_exp]] = col[is_exp]
-  is_dot = code == _DOT
+  ecol[np.take(row, i)] = np.take(col, i)
+  i = np.flatnonzero(code == _DOT)
   dotcol = np.full(n, -1)  # -1: no dot
-  dotcol[row[is_dot]] = col[is_dot]
+  dotcol[np.take(row, i)] = np.take(col, i)
   lead_char = np.take(b, starts)
   exp_sign_char = np.take(b, ends - W + np.minimum(ecol + 1, W - 1))
   has_dot, has_exp = dotcol >= 0, ecol < W
@@ -162,7 +162,7 @@ def parse_numbers(text: str) -> np.ndarray:
   ok &= np.abs(e10) <= 22
   scale = np.take(_F10, np.minimum(np.abs(e10), 22).astype(np.int64))
   vals = np.where(e10 >= 0, man * scale, man / scale)
-  np.negative(vals, out=vals, where=lead_char == ord("-"))
+  vals[lead_char == ord("-")] *= -1.0
   slow = np.flatnonzero(~ok)
   if slow.size:
     vals[slow] = [float(text[i:j]) for i, j in zip(starts[slow].tolist(), ends[slow].tolist())]
@@ -248,9 +248,12 @@ def parse_bvh(path: str | os.PathLike, text: str | None = None) -> BvhData:
   if not joints:
     raise InputFormatError("no joints in HIERARCHY", path)
 
-  rest = text[motion_idx + len("MOTION") :]
-  lines = rest.split("\n", 3)
-  head = " ".join(lines[:3]).split()
+  start = motion_idx + len("MOTION")
+  head_end = start  # the end of the three lines after "MOTION"
+  for _ in range(3):
+    nl = text.find("\n", head_end)
+    head_end = len(text) if nl < 0 else nl + 1
+  head = text[start:head_end].split()
   try:
     fi = [t.lower() for t in head].index("frames:")
     n_frames = int(head[fi + 1])
@@ -262,11 +265,9 @@ def parse_bvh(path: str | os.PathLike, text: str | None = None) -> BvhData:
     raise InputFormatError("zero frames in MOTION section", path)
   if not np.isfinite(frame_time) or frame_time <= 0:
     raise InputFormatError(f"invalid Frame Time {frame_time}", path)
-  # The data starts after the "Frame Time:" line.
-  body = rest
-  k = body.lower().find("time:")
-  body = body[k:].split("\n", 1)
-  data_text = body[1] if len(body) > 1 else ""
+  # The data starts after the "Frame Time:" line (among those three).
+  nl = text.find("\n", start + text[start:head_end].lower().find("time:"))
+  data_text = text[nl + 1 :] if nl >= 0 else ""
   try:
     values = parse_numbers(data_text)
   except ValueError:
@@ -300,17 +301,14 @@ def euler_matrices(angles: np.ndarray, seq: str) -> np.ndarray:
   Returns:
     (..., 3, 3).
   """
-  R = np.zeros(angles.shape[:-1] + (3, 3))
-  R[..., [0, 1, 2], [0, 1, 2]] = 1.0
   cos, sin = np.cos(angles)[..., None], np.sin(angles)[..., None]
+  cols = list(np.eye(3))  # the columns, (3,) until turned, then (..., 3)
   for m, axis in enumerate(seq):
     c, s = cos[..., m, :], sin[..., m, :]
     a = _AXES[axis]
     b, e = (a + 1) % 3, (a + 2) % 3  # R @ R_a(angle): column b -> b c + e s, column e -> e c - b s
-    col_b, col_e = R[..., b].copy(), R[..., e].copy()
-    R[..., b] = col_b * c + col_e * s
-    R[..., e] = col_e * c - col_b * s
-  return R
+    cols[b], cols[e] = cols[b] * c + cols[e] * s, cols[e] * c - cols[b] * s
+  return np.stack(np.broadcast_arrays(*cols, np.empty(angles.shape[:-1] + (3,)))[:3], axis=-1)
 
 
 def forward_kinematics(bvh: BvhData, joints: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -342,36 +340,38 @@ def forward_kinematics(bvh: BvhData, joints: Sequence[int] | None = None) -> tup
     seq, cols = "", []
     for k, ch in enumerate(bj[j].channels):
       col, ax = bj[j].channel_start + k, ch[0].upper()
-      if ch[1:].lower() == "position":
+      if ch[1] in "pP":  # position
         pos_idx.append((i, _AXES[ax], col))
       else:
         seq, cols = seq + ax, cols + [col]
     if seq:
       groups.setdefault(seq, ([], []))[0].append(i)
       groups[seq][1].append(cols)
-  trans = np.empty((T, K, 3))
-  trans[:] = np.array([bj[j].offset for j in order], dtype=np.float64).reshape(K, 3)
+  # Joint-major arrays, (K, T, ...): a level's parents are gathered as whole blocks.
+  mt = motion.T
+  trans = np.empty((K, T, 3))
+  trans[:] = np.array([bj[j].offset for j in order], dtype=np.float64).reshape(K, 1, 3)
   if pos_idx:
     ji, ax, col = np.array(pos_idx).T
-    trans[:, ji, ax] = motion[:, col]
-  local_rot = np.empty((T, K, 3, 3))
+    trans[ji, :, ax] = mt[col]
+  local_rot = np.empty((K, T, 3, 3))
   local_rot[:] = np.eye(3)
   for seq, (ji, cols) in groups.items():
-    local_rot[:, ji] = euler_matrices(np.radians(motion[:, cols]), seq)  # motion[:, cols]: (T, G, n)
+    local_rot[ji] = euler_matrices(np.radians(mt[np.array(cols).T].transpose(1, 2, 0)), seq)  # angles (G, T, n)
   parents = np.array([local.get(bj[j].parent, -1) for j in order], dtype=np.int64)
   depth = np.zeros(K, dtype=np.int64)
   for i in range(K):
     depth[i] = 0 if parents[i] < 0 else depth[parents[i]] + 1
-  pos = np.empty((T, K, 3))
-  rot = np.empty((T, K, 3, 3))
+  pos = np.empty((K, T, 3))
+  rot = np.empty((K, T, 3, 3))
   roots = depth == 0
-  pos[:, roots] = trans[:, roots]
-  rot[:, roots] = local_rot[:, roots]
+  pos[roots] = trans[roots]
+  rot[roots] = local_rot[roots]
   for d in range(1, int(depth.max()) + 1):
     idx = np.flatnonzero(depth == d)
     par = parents[idx]
-    rp = rot[:, par]
-    pos[:, idx] = pos[:, par] + np.einsum("tkij,tkj->tki", rp, trans[:, idx])
-    rot[:, idx] = rp @ local_rot[:, idx]
+    rp = rot[par]
+    pos[idx] = pos[par] + np.einsum("ktij,ktj->kti", rp, trans[idx])
+    rot[idx] = rp @ local_rot[idx]
   out = [local[j] for j in want]
-  return pos[:, out], rot[:, out]
+  return pos[out].swapaxes(0, 1), rot[out].swapaxes(0, 1)

@@ -51,35 +51,44 @@ class Targets:
 
 
 def _human_point(P: np.ndarray, names: list[str]) -> np.ndarray:
-  return np.mean([P[:, J(n)] for n in names], axis=0)
+  """The mean position (T, 3) of the named joints of P (T, 22, 3) (a view of P for one joint)."""
+  idx = [J(n) for n in names]
+  return P[:, idx[0]] if len(idx) == 1 else P[:, idx].mean(axis=1)
 
 
-def _foot_pitch(P: np.ndarray, side: str) -> np.ndarray:
-  v = P[:, J(f"{side}_foot")] - P[:, J(f"{side}_ankle")]
-  return np.arctan2(-v[:, 2], np.linalg.norm(v[:, :2], axis=-1))
+def _foot_vectors(P: np.ndarray) -> np.ndarray:
+  """Ankle -> toe of the left and right foot, (T, 2, 3), from positions P (T, 22, 3)."""
+  return P[:, [J("left_foot"), J("right_foot")]] - P[:, [J("left_ankle"), J("right_ankle")]]
 
 
-def foot_pitch_ref(P: np.ndarray, side: str, contacts: np.ndarray) -> float:
-  """The standing pitch of a human foot (ankle -> toe): median over its contact frames."""
-  pitch = _foot_pitch(P, side)
+def _foot_pitch(v: np.ndarray) -> np.ndarray:
+  """Pitch (toe down positive) of ankle -> toe vectors v (..., 3) -> (...)."""
+  return np.arctan2(-v[..., 2], np.linalg.norm(v[..., :2], axis=-1))
+
+
+def foot_pitch_ref(pitch: np.ndarray, contacts: np.ndarray) -> float:
+  """The standing pitch of a human foot from its pitch (T,) and contacts (T,): median over its contact
+  frames."""
   return float(np.median(pitch[contacts]) if contacts.any() else np.percentile(pitch, 20))
 
 
-def _foot_frames(P: np.ndarray, side: str, contacts: np.ndarray, pitch_ref: float, pelvis_R: np.ndarray) -> np.ndarray:
-  """Human foot frames: yaw and pitch from ankle -> toe, pitch relative to the standing foot. (T, 3, 3).
+def _foot_frames(v: np.ndarray, contacts: np.ndarray, pitch_ref: np.ndarray, pelvis_R: np.ndarray) -> np.ndarray:
+  """Human foot frames: yaw and pitch from ankle -> toe, pitch relative to the standing foot.
 
   The yaw is taken relative to the pelvis heading, wrapped, limited to +-70 degrees (a foot cannot point
   backwards), and eased back to the pelvis heading when the foot is near vertical (yaw ill-defined).
+
+  Args: v: (T, 2, 3) ankle -> toe, left and right; contacts: (T, 2); pitch_ref: (2,); pelvis_R: (T, 3, 3).
+  Returns: (T, 2, 3, 3).
   """
-  v = P[:, J(f"{side}_foot")] - P[:, J(f"{side}_ankle")]
-  h = np.linalg.norm(v[:, :2], axis=-1)
+  h = np.linalg.norm(v[..., :2], axis=-1)
   n = np.maximum(np.linalg.norm(v, axis=-1), 1e-9)
-  yaw_p = np.arctan2(pelvis_R[:, 1, 0], pelvis_R[:, 0, 0])
-  rel = np.angle(np.exp(1j * (np.arctan2(v[:, 1], v[:, 0]) - yaw_p)))
+  yaw_p = np.arctan2(pelvis_R[:, 1, 0], pelvis_R[:, 0, 0])[:, None]
+  rel = np.angle(np.exp(1j * (np.arctan2(v[..., 1], v[..., 0]) - yaw_p)))
   conf = np.clip((h / n - 0.3) / 0.4, 0.0, 1.0)
   rel = np.clip(rel, -np.radians(70), np.radians(70)) * conf
   yaw = yaw_p + rel
-  pitch = np.arctan2(-v[:, 2], h) - pitch_ref
+  pitch = np.arctan2(-v[..., 2], h) - pitch_ref
   pitch = np.where(contacts, 0.0, pitch)
   return euler_matrices(np.stack([yaw, pitch], -1), "ZY")
 
@@ -101,13 +110,15 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
   Rh = trunk_frames(P)  # only the pelvis and chest frames are used
   if contacts is None:
     contacts = detect_contacts(human, cfg.contact)
-  pitch = calib.foot_pitch if calib is not None else (
-    foot_pitch_ref(P, "left", contacts[:, 0]), foot_pitch_ref(P, "right", contacts[:, 1]))
+  v_feet = _foot_vectors(P)
+  pitch = calib.foot_pitch if calib is not None else tuple(
+    foot_pitch_ref(p, c) for p, c in zip(_foot_pitch(v_feet).T, contacts.T))
+  R_feet = _foot_frames(v_feet, contacts, np.array(pitch), Rh[:, J("pelvis")])
   frames = {
     "pelvis": Rh[:, J("pelvis")],
     "chest": Rh[:, J("spine3")],
-    "left_foot": _foot_frames(P, "left", contacts[:, 0], pitch[0], Rh[:, J("pelvis")]),
-    "right_foot": _foot_frames(P, "right", contacts[:, 1], pitch[1], Rh[:, J("pelvis")]),
+    "left_foot": R_feet[:, 0],
+    "right_foot": R_feet[:, 1],
   }
   rest_pts = np.array([robot.rest_point(k) for k in range(L)])
   rest_rot = robot.rest_body_rot[robot.link_body]  # (L, 3, 3)
