@@ -14,6 +14,7 @@ from humanoid_retarget.human.motion import (
   J,
   frames_from_positions,
   matrices_to_wxyz,
+  norm,
 )
 from humanoid_retarget.human.skeleton import detect_preset, fill_missing
 from humanoid_retarget.io.bvh import BvhData, forward_kinematics, parse_bvh
@@ -108,8 +109,7 @@ def _calibrate_mapped(raw: np.ndarray, preset: str, mapping: dict[str, str], cfg
   pos = raw @ R.T
   # Height of the skeleton (pelvis-to-ankle + pelvis-to-head distances), in file units.
   leg = np.median(
-    np.linalg.norm(pos[:, J("left_hip")] - pos[:, J("left_knee")], axis=-1)
-    + np.linalg.norm(pos[:, J("left_knee")] - pos[:, J("left_ankle")], axis=-1))
+    norm(pos[:, J("left_hip")] - pos[:, J("left_knee")]) + norm(pos[:, J("left_knee")] - pos[:, J("left_ankle")]))
   if not np.isfinite(leg) or leg <= 0:
     raise SkeletonError("degenerate skeleton: zero leg length", path)
   if cfg.units == "auto":

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from humanoid_retarget.human.motion import HumanMotion, J
+from humanoid_retarget.human.motion import HumanMotion, J, norm
 
 
 @dataclass
@@ -78,7 +78,7 @@ def detect_contacts(human: HumanMotion, cfg: ContactConfig = ContactConfig()) ->
   low = np.where((h_ank <= h_toe)[..., None], ank, toe)
   v = np.zeros((T, 2))
   if T > 1:
-    v = np.linalg.norm(np.gradient(low[..., :2], 1.0 / human.fps, axis=0), axis=-1)
+    v = norm(np.gradient(low[..., :2], 1.0 / human.fps, axis=0))
   # The hysteresis of contact_step, all frames at once.
   out = hysteresis((h < cfg.height_enter) & (v < cfg.speed_enter), (h < cfg.height_exit) & (v < cfg.speed_exit))
   # Fill short gaps, drop short phases.

@@ -116,8 +116,18 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
 
 
+def norm(v: np.ndarray, keepdims: bool = False) -> np.ndarray:
+  """``np.linalg.norm(v, axis=-1)`` for a short last axis (2 or 3), the same sum of squares in the same
+  order: 2-3x faster on these arrays, where numpy's reduction over a length-3 axis is mostly overhead."""
+  sq = v[..., 0] * v[..., 0]
+  for i in range(1, v.shape[-1]):
+    sq = sq + v[..., i] * v[..., i]
+  n = np.sqrt(sq)
+  return n[..., None] if keepdims else n
+
+
 def _normalize(v: np.ndarray, eps: float = 1e-9) -> np.ndarray:
-  return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), eps)
+  return v / np.maximum(norm(v, keepdims=True), eps)
 
 
 def frame_from_axes(x_hint: np.ndarray, z_axis: np.ndarray) -> np.ndarray:
@@ -169,7 +179,7 @@ def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   b = _normalize(b)
   v = _cross(a, b)
   c = np.sum(a * b, axis=-1, keepdims=True)
-  s = np.linalg.norm(v, axis=-1, keepdims=True)
+  s = norm(v, keepdims=True)
   axis = np.where(s > 1e-9, v / np.maximum(s, 1e-12), np.array([0.0, 0.0, 1.0]))
   opposite = (s < 1e-9) & (c < 0)
   if opposite.any():  # any axis perpendicular to a
@@ -211,7 +221,7 @@ def trunk_frames(pos: np.ndarray) -> np.ndarray:
   R = np.zeros((T, NUM_JOINTS, 3, 3))
   up_pelvis = pos[:, J("spine1")] - pos[:, J("pelvis")]
   # Spine1 may coincide with the pelvis in some skeletons; fall back to spine3.
-  weak = np.linalg.norm(up_pelvis, axis=-1) < 1e-3
+  weak = norm(up_pelvis) < 1e-3
   up_pelvis[weak] = (pos[:, J("spine3")] - pos[:, J("pelvis")])[weak]
   lat_sh = pos[:, J("left_shoulder")] - pos[:, J("right_shoulder")]
   # The pelvis and the spine chain (spine1, spine2, spine3, neck: z along the bone to the next) at once.
@@ -222,7 +232,7 @@ def trunk_frames(pos: np.ndarray) -> np.ndarray:
   lat[:, 0] = pos[:, J("left_hip")] - pos[:, J("right_hip")]
   R[:, chain] = frame_from_lateral(lat, d)
   # Spine bones of zero length take the z-axis of their parent, in chain order.
-  weak = np.linalg.norm(d, axis=-1) < 1e-3
+  weak = norm(d) < 1e-3
   for i in np.flatnonzero(weak[:, 1:].any(axis=0)) + 1:
     j, w = chain[i], weak[:, i]
     d[w, i] = R[w, CANONICAL_PARENTS[j], :, 2]

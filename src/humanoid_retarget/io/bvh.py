@@ -58,8 +58,6 @@ class BvhData:
 
 # parse_numbers: the characters of a number, less b"0": '+', '-', '.', 'E', 'e' as uint8.
 _PLUS, _MINUS, _DOT, _EXP_UPPER, _EXP_LOWER = (np.uint8((c - 48) % 256) for c in b"+-.Ee")
-_ODD_OK = np.zeros(256, dtype=bool)  # the non-digits a number may hold
-_ODD_OK[[_PLUS, _MINUS, _DOT, _EXP_UPPER, _EXP_LOWER]] = True
 # _KEEP[k]: keeps all but the first k bytes of a little-endian 64-bit word.
 _KEEP = np.array([(2**64 - 1) << (8 * k) & (2**64 - 1) for k in range(9)], dtype=np.uint64)
 _ZEROS = np.uint64(0x3030303030303030)  # eight '0' characters
@@ -144,10 +142,9 @@ def parse_numbers(text: str) -> np.ndarray:
   lsign = (lead_char == ord("-")) | (lead_char == ord("+"))
   esign = has_exp & (ecol < W - 1) & ((exp_sign_char == ord("-")) | (exp_sign_char == ord("+")))
   n_odd = lsign.astype(np.int64) + has_dot + has_exp + esign
-  ok = ((lens <= W) & (np.bincount(row, minlength=n) == n_odd) & (dotcol < ecol)
-        & (ecol - lead - lsign - has_dot >= 1)  # a mantissa digit
+  ok = ((lens <= W) & (np.bincount(row, minlength=n) == n_odd)  # no other non-digits (letters, more dots)
+        & (dotcol < ecol) & (ecol - lead - lsign - has_dot >= 1)  # a mantissa digit
         & ~(has_exp & (W - 1 - ecol - esign < 1)))  # an exponent digit after a mark
-  ok[row[~np.take(_ODD_OK, code)]] = False
   # All in doubles, exact while the row's number A < 2^53: A = (mantissa with the dot as a 0 digit) *
   # 10^q + exponent digits, q = W - ecol; the dot then drops out of the mantissa's r fraction digits.
   A = _digit_rows(V)
@@ -156,11 +153,11 @@ def parse_numbers(text: str) -> np.ndarray:
   q = np.take(_F10, W - ecol)
   man = np.floor(Af / q)  # exact: the remainder is under a tenth of the divisor
   expo = Af - man * q
-  r = np.where(has_dot, np.clip(ecol - 1 - dotcol, 0, W - 1), 0)  # fraction digits
-  man = np.where(has_dot, man - 9.0 * np.floor(man / np.take(_F10, r + 1)) * np.take(_F10, r), man)
-  e10 = np.where(esign & (exp_sign_char == ord("-")), -expo, expo) - r
+  r = ecol - 1 - dotcol  # digits after the dot; without a dot, more than the mantissa has (a no-op below)
+  man -= 9.0 * np.floor(man / np.take(_F10, r + 1, mode="clip")) * np.take(_F10, r, mode="clip")
+  e10 = np.where(esign & (exp_sign_char == ord("-")), -expo, expo) - r * has_dot
   ok &= np.abs(e10) <= 22
-  scale = np.take(_F10, np.minimum(np.abs(e10), 22).astype(np.int64))
+  scale = np.take(_F10, np.abs(e10).astype(np.int64), mode="clip")
   vals = np.where(e10 >= 0, man * scale, man / scale)
   vals[lead_char == ord("-")] *= -1.0
   slow = np.flatnonzero(~ok)
@@ -301,14 +298,17 @@ def euler_matrices(angles: np.ndarray, seq: str) -> np.ndarray:
   Returns:
     (..., 3, 3).
   """
-  cos, sin = np.cos(angles)[..., None], np.sin(angles)[..., None]
-  cols = list(np.eye(3))  # the columns, (3,) until turned, then (..., 3)
+  cos, sin = np.cos(angles), np.sin(angles)
+  # The columns with their component axis first, (3, ...): products with cos/sin (...) then run over long
+  # contiguous rows (broadcasting over a trailing axis of 3 is several times slower).
+  cols = list(np.eye(3).reshape((3, 3) + (1,) * (angles.ndim - 1)))
   for m, axis in enumerate(seq):
-    c, s = cos[..., m, :], sin[..., m, :]
+    c, s = cos[..., m], sin[..., m]
     a = _AXES[axis]
     b, e = (a + 1) % 3, (a + 2) % 3  # R @ R_a(angle): column b -> b c + e s, column e -> e c - b s
     cols[b], cols[e] = cols[b] * c + cols[e] * s, cols[e] * c - cols[b] * s
-  return np.stack(np.broadcast_arrays(*cols, np.empty(angles.shape[:-1] + (3,)))[:3], axis=-1)
+  cols = np.broadcast_arrays(*cols, np.empty((3,) + angles.shape[:-1]))[:3]
+  return np.moveaxis(np.stack(cols, axis=-1), 0, -2)  # (..., 3 rows, 3 columns)
 
 
 def forward_kinematics(bvh: BvhData, joints: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from humanoid_retarget.human.contacts import ContactConfig, contact_phases, detect_contacts
-from humanoid_retarget.human.motion import HumanMotion, J, trunk_frames
+from humanoid_retarget.human.motion import HumanMotion, J, norm, trunk_frames
 from humanoid_retarget.io.bvh import euler_matrices
 from humanoid_retarget.robot.config import Robot
 
@@ -63,7 +63,7 @@ def _foot_vectors(P: np.ndarray) -> np.ndarray:
 
 def _foot_pitch(v: np.ndarray) -> np.ndarray:
   """Pitch (toe down positive) of ankle -> toe vectors v (..., 3) -> (...)."""
-  return np.arctan2(-v[..., 2], np.linalg.norm(v[..., :2], axis=-1))
+  return np.arctan2(-v[..., 2], norm(v[..., :2]))
 
 
 def foot_pitch_ref(pitch: np.ndarray, contacts: np.ndarray) -> float:
@@ -81,8 +81,8 @@ def _foot_frames(v: np.ndarray, contacts: np.ndarray, pitch_ref: np.ndarray, pel
   Args: v: (T, 2, 3) ankle -> toe, left and right; contacts: (T, 2); pitch_ref: (2,); pelvis_R: (T, 3, 3).
   Returns: (T, 2, 3, 3).
   """
-  h = np.linalg.norm(v[..., :2], axis=-1)
-  n = np.maximum(np.linalg.norm(v, axis=-1), 1e-9)
+  h = norm(v[..., :2])
+  n = np.maximum(norm(v), 1e-9)
   yaw_p = np.arctan2(pelvis_R[:, 1, 0], pelvis_R[:, 0, 0])[:, None]
   rel = np.angle(np.exp(1j * (np.arctan2(v[..., 1], v[..., 0]) - yaw_p)))
   conf = np.clip((h / n - 0.3) / 0.4, 0.0, 1.0)
@@ -141,7 +141,7 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
   bones = [k for k, lk in enumerate(links) if lk.mode == "bone"]
   segs = [P[:, J(f"{s}_{b}")] - P[:, J(f"{s}_{a}")] for s in legs for a, b in (("hip", "knee"), ("knee", "ankle"))]
   segs += [hps[k] - hps[index[links[k].parent]] for k in bones]
-  seg_len = np.median(np.linalg.norm(np.stack(segs, axis=1), axis=-1), axis=0) if segs else np.zeros(0)
+  seg_len = np.median(norm(np.stack(segs, axis=1)), axis=0) if segs else np.zeros(0)
   bone_len = dict(zip(bones, seg_len[2 * len(legs):].tolist()))
   # Root scale: the robot's leg reach (hip to ankle, straightest) over the human leg length.
   reaches = []
@@ -181,7 +181,7 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
       if gk >= 0:
         reach = 0.995 * robot.chain_reach(gk, k)
         v = pos[:, k] - pos[:, gk]
-        n = np.linalg.norm(v, axis=-1, keepdims=True)
+        n = norm(v, keepdims=True)
         pos[:, k] = pos[:, gk] + v * np.minimum(1.0, reach / np.maximum(n, 1e-9))
   raw = pos.copy()
   # Feet: separation, floor, pinning.
@@ -194,7 +194,7 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
     y = rot[:, index[links[0].name], :, 1] if links[0].orientation != "none" else frames["pelvis"][:, :, 1]
     y = y.copy()
     y[:, 2] = 0
-    y /= np.maximum(np.linalg.norm(y, axis=-1, keepdims=True), 1e-9)
+    y /= np.maximum(norm(y, keepdims=True), 1e-9)
     kl, kr = feet["left"], feet["right"]
     d = np.sum((pos[:, kl] - pos[:, kr]) * y, axis=-1)
     push = np.maximum(robot.config.min_foot_separation - d, 0.0)
@@ -270,5 +270,5 @@ def _fit_leg_reach(pos: np.ndarray, links, index: dict, feet: dict, contacts: np
         pos[:, k, 2] -= drop
   for s, k, ka, reach in legs:
     v = pos[:, ka] - pos[:, k]
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    n = norm(v, keepdims=True)
     pos[:, ka] = pos[:, k] + v * np.minimum(1.0, reach / np.maximum(n, 1e-9))
