@@ -116,14 +116,18 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
 
 
+def dot(a: np.ndarray, b: np.ndarray, keepdims: bool = False) -> np.ndarray:
+  """``np.sum(a * b, axis=-1)`` for a short last axis (2 or 3), the same sum in the same order: 2-3x faster
+  on these arrays, where numpy's reduction over a length-3 axis is mostly overhead."""
+  s = a[..., 0] * b[..., 0]
+  for i in range(1, a.shape[-1]):
+    s = s + a[..., i] * b[..., i]
+  return s[..., None] if keepdims else s
+
+
 def norm(v: np.ndarray, keepdims: bool = False) -> np.ndarray:
-  """``np.linalg.norm(v, axis=-1)`` for a short last axis (2 or 3), the same sum of squares in the same
-  order: 2-3x faster on these arrays, where numpy's reduction over a length-3 axis is mostly overhead."""
-  sq = v[..., 0] * v[..., 0]
-  for i in range(1, v.shape[-1]):
-    sq = sq + v[..., i] * v[..., i]
-  n = np.sqrt(sq)
-  return n[..., None] if keepdims else n
+  """``np.linalg.norm(v, axis=-1)`` for a short last axis, the same arithmetic (see :func:`dot`)."""
+  return np.sqrt(dot(v, v, keepdims))
 
 
 def _normalize(v: np.ndarray, eps: float = 1e-9) -> np.ndarray:
@@ -136,7 +140,7 @@ def frame_from_axes(x_hint: np.ndarray, z_axis: np.ndarray) -> np.ndarray:
   Args: x_hint, z_axis: (..., 3). Returns: (..., 3, 3) rotation matrices (columns x, y, z).
   """
   z = _normalize(z_axis)
-  x = x_hint - np.sum(x_hint * z, axis=-1, keepdims=True) * z
+  x = x_hint - dot(x_hint, z, keepdims=True) * z
   x = _normalize(x)
   y = _cross(z, x)
   return np.stack([x, y, z], axis=-1)
@@ -145,7 +149,7 @@ def frame_from_axes(x_hint: np.ndarray, z_axis: np.ndarray) -> np.ndarray:
 def frame_from_lateral(y_hint: np.ndarray, z_hint: np.ndarray) -> np.ndarray:
   """Frames with y along ``y_hint`` (the left direction) and z as close as possible to ``z_hint``."""
   y = _normalize(y_hint)
-  z = z_hint - np.sum(z_hint * y, axis=-1, keepdims=True) * y
+  z = z_hint - dot(z_hint, y, keepdims=True) * y
   z = _normalize(z)
   x = _cross(y, z)
   return np.stack([x, y, z], axis=-1)
@@ -178,7 +182,7 @@ def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   a = _normalize(a)
   b = _normalize(b)
   v = _cross(a, b)
-  c = np.sum(a * b, axis=-1, keepdims=True)
+  c = dot(a, b, keepdims=True)
   s = norm(v, keepdims=True)
   axis = np.where(s > 1e-9, v / np.maximum(s, 1e-12), np.array([0.0, 0.0, 1.0]))
   opposite = (s < 1e-9) & (c < 0)
@@ -244,7 +248,7 @@ def trunk_frames(pos: np.ndarray) -> np.ndarray:
 def _is_rotation(R: np.ndarray, tol: float = 1e-9) -> bool:
   """Whether every matrix of R (N, 3, 3) is a rotation within ``tol``: columns x, y orthonormal, z = x × y."""
   x, y = R[:, :, 0], R[:, :, 1]
-  err = np.stack([np.sum(x * x, axis=-1) - 1.0, np.sum(y * y, axis=-1) - 1.0, np.sum(x * y, axis=-1)], axis=-1)
+  err = np.stack([dot(x, x) - 1.0, dot(y, y) - 1.0, dot(x, y)], axis=-1)
   return bool(np.abs(err).max() <= tol and np.abs(_cross(x, y) - R[:, :, 2]).max() <= tol)
 
 

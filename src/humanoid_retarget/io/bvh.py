@@ -355,7 +355,7 @@ def forward_kinematics(bvh: BvhData, joints: Sequence[int] | None = None) -> tup
     ji, ax, col = np.array(pos_idx).T
     trans[ji, :, ax] = mt[col]
   local_rot = np.empty((K, T, 3, 3))
-  local_rot[:] = np.eye(3)
+  local_rot[sorted(set(range(K)).difference(*(ji for ji, _ in groups.values())))] = np.eye(3)
   for seq, (ji, cols) in groups.items():
     local_rot[ji] = euler_matrices(np.radians(mt[np.array(cols).T].transpose(1, 2, 0)), seq)  # angles (G, T, n)
   parents = np.array([local.get(bj[j].parent, -1) for j in order], dtype=np.int64)

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from humanoid_retarget.human.contacts import ContactConfig, contact_phases, detect_contacts
-from humanoid_retarget.human.motion import HumanMotion, J, norm, trunk_frames
+from humanoid_retarget.human.motion import HumanMotion, J, dot, norm, trunk_frames
 from humanoid_retarget.io.bvh import euler_matrices
 from humanoid_retarget.robot.config import Robot
 
@@ -196,7 +196,7 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
     y[:, 2] = 0
     y /= np.maximum(norm(y, keepdims=True), 1e-9)
     kl, kr = feet["left"], feet["right"]
-    d = np.sum((pos[:, kl] - pos[:, kr]) * y, axis=-1)
+    d = dot(pos[:, kl] - pos[:, kr], y)
     push = np.maximum(robot.config.min_foot_separation - d, 0.0)
     pos[:, kl] += 0.5 * push[:, None] * y
     pos[:, kr] -= 0.5 * push[:, None] * y
