@@ -77,6 +77,8 @@ class TrackerConfig:
   foot_kd: float = 35.0
   flat_swing: bool = True  # swing feet keep the reference heading but a level sole
   swing_blend_steps: int = 8  # control steps over which a swing foot turns from its lift-off attitude
+  swing_weight_ramp: bool = False  # the swing-foot task weight grows over those steps too
+  swing_pos_blend_steps: int = 1  # ... and moves (horizontally) from its lift-off point to the target
   foot_rot_kp: float = 100.0
   foot_rot_kd: float = 20.0
   w_com: float = 10.0
@@ -90,6 +92,9 @@ class TrackerConfig:
   w_contact: float = 30.0  # weight of the stance-corner rows when they are soft
   hard_contact: bool = True  # stance feet do not accelerate (equality) instead of a weighted task
   contact_kd: float = 20.0
+  level_tilt: float = 0.0  # rad; a reference-flat stance foot tilted less than this is held flat and levelled
+  level_ref_tilt: float = 0.1  # rad; ... when the reference sole is tilted less than this (not in heel-off)
+  level_kp: float = 200.0  # 1/s^2, levelling of such a foot
   w_force: float = 0.03  # contact-force regulariser: without it internal (foot-to-foot) forces make the feet creep
   w_acc: float = 1e-3
   friction: float = 0.5  # pyramid coefficient used by the controller (the sim's foot friction is 0.6)
@@ -104,10 +109,12 @@ class TrackerConfig:
   # hold the robot (capture point within its sole + margin); None: lift when the reference does
   contact_hold: int = 3  # a foot that bounced off the floor counts as on it for this many control steps
   strict_schedule: bool = False  # lift feet on the reference's schedule (ignores ds_steps / capture_margin)
+  swing_latch: bool = False  # a foot that left stance stays a swing foot until the reference lands it
   ds_steps: int = 3  # control steps a landed foot carries load before the other may lift
   touchdown_depth: float = 0.02  # m, a foot the reference has landed aims this far below it
   step_gain: float = 1.0  # capture-point foot placement (0 disables)
   step_max: float = 0.15  # m, largest placement correction
+  step_horizon: float = 0.0  # s; > 0: place for the DCM error predicted at touchdown (at most this far ahead)
   drift_rate: float = 0.1  # per control step, re-anchoring of the reference to the stance feet (0: fixed)
   drift_yaw_rate: float = 0.0  # the same for the heading (feet yaw a lot in stance: off by default)
   feasible_com: bool = True  # track a CoM path whose ZMP stays on the G1's soles (LIP), not the mocap's
@@ -115,6 +122,10 @@ class TrackerConfig:
   swing_clearance: float = 0.04  # m, added to the reference swing-foot height mid-swing
   effort_margin: float = 0.95  # fraction of the effort limits the QP may use
   predict_vel: float = 1.0  # targets aim at the state predicted for mid-step (0 = the current state)
+  repair_legs: bool = False  # track legs re-solved (IK) for clean footholds and a supportable CoM (see
+  # repaired_reference); the evaluation still compares with the given reference
+  repair_swing_height: float = 0.06  # m, swing-foot lift of those planned feet
+  repair_com: bool = True  # shift the root so the reference CoM follows the LIP-feasible path
   mode: str = "qp"  # 'qp': whole-body QP torques; 'pd': reference targets only (baseline)
   terminations: TerminationConfig = field(default_factory=TerminationConfig)
 
@@ -322,6 +333,171 @@ def feasible_com_trajectory(com: np.ndarray, com_vel: np.ndarray, com_acc: np.nd
   return out_c, out_v, out_a
 
 
+def _runs(x: np.ndarray) -> list[tuple[bool, int, int]]:
+  """Runs of equal values of a 1-D bool array: (value, start, end exclusive)."""
+  out, s = [], 0
+  for t in range(1, len(x) + 1):
+    if t == len(x) or x[t] != x[s]:
+      out.append((bool(x[s]), s, t))
+      s = t
+  return out
+
+
+def clean_contacts(contact: np.ndarray, min_swing: int = 3, min_stance: int = 2) -> np.ndarray:
+  """Contact labels (T, 2) with swing gaps shorter than ``min_swing`` frames filled and stance blips shorter
+  than ``min_stance`` frames (inside a swing) removed."""
+  out = contact.astype(bool).copy()
+  T = len(out)
+  for f in range(2):
+    for v, s, e in _runs(out[:, f]):
+      if not v and e - s < min_swing and s > 0 and e < T:
+        out[s:e, f] = True
+    for v, s, e in _runs(out[:, f]):
+      if v and e - s < min_stance and s > 0 and e < T:
+        out[s:e, f] = False
+  return out
+
+
+def kinematic_contacts(foot_pos: np.ndarray, foot_mat: np.ndarray, sole: np.ndarray, dt: float,
+                       height: float = 0.012, speed: float = 0.3) -> np.ndarray:
+  """Feet on the floor from the reference's kinematics (T, 2) bool: the lowest sole corner below ``height``
+  and the sole centre moving horizontally slower than ``speed`` (m/s). The motion files' labels drop feet
+  that stand on the floor in places (and flicker), so the planned footholds use these instead."""
+  ctr = foot_pos + np.einsum("tfij,j->tfi", foot_mat, np.array([0.04, 0.0, -0.035]))
+  v = np.linalg.norm(gaussian_filter1d(np.gradient(ctr[..., :2], dt, axis=0), 1.0, axis=0, mode="nearest"), axis=-1)
+  return (sole < height) & (v < speed)
+
+
+def planned_feet(foot_pos: np.ndarray, foot_mat: np.ndarray, sole: np.ndarray, contact: np.ndarray,
+                 height: float = 0.06, ankle_z: float = 0.035) -> tuple[np.ndarray, np.ndarray]:
+  """Clean foot trajectories from the reference's footholds: flat, fixed feet in stance, level swings.
+
+  Each stance phase holds the reference foot's pose at the frames where its sole is flattest (the median
+  over those frames; heading only, sole level, on the floor). A swing goes from one foothold to the next on a
+  minimum-jerk curve in x, y and heading, raised by ``height sin(pi s)``. Phases cut by the clip ends start
+  or end at the reference foot. Returns ankle-roll body positions (T, 2, 3) and rotations (T, 2, 3, 3).
+  """
+  T = len(contact)
+  pos = np.zeros((T, 2, 3))
+  yaw = np.zeros((T, 2))
+  ryaw = np.arctan2(foot_mat[:, :, 1, 0], foot_mat[:, :, 0, 0])
+  for f in range(2):
+    runs = _runs(contact[:, f])
+    holds = {}
+    for v, s, e in runs:
+      if not v:
+        continue
+      sl = sole[s:e, f]
+      flat = np.flatnonzero(sl <= np.min(sl) + 0.005)
+      idx = s + flat
+      xy = np.median(foot_pos[idx, f, :2], axis=0)
+      yw = float(np.angle(np.mean(np.exp(1j * ryaw[idx, f]))))
+      holds[s] = (xy, yw)
+      pos[s:e, f, :2] = xy
+      pos[s:e, f, 2] = ankle_z
+      yaw[s:e, f] = yw
+    for i, (v, s, e) in enumerate(runs):
+      if v:
+        continue
+      prev = holds.get(runs[i - 1][1]) if i > 0 else None
+      nxt = holds.get(runs[i + 1][1]) if i + 1 < len(runs) else None
+      p0 = prev if prev is not None else (foot_pos[s, f, :2], float(ryaw[s, f]))
+      p1 = nxt if nxt is not None else (foot_pos[e - 1, f, :2], float(ryaw[e - 1, f]))
+      n = e - s
+      u = (np.arange(n) + 1.0) / (n + 1.0)
+      off = 0.0
+      if prev is None and nxt is not None:  # clip starts mid-swing: the second half of a swing
+        u = 0.5 + 0.5 * u
+        off = 1.0
+      elif nxt is None and prev is not None:
+        u = 0.5 * u
+      sm = 10 * u ** 3 - 15 * u ** 4 + 6 * u ** 5
+      if prev is None and nxt is not None:
+        sm = (sm - sm[0]) / max(1.0 - sm[0], 1e-9) if n > 1 else np.ones(n)
+      dyaw = _wrap(p1[1] - p0[1])
+      pos[s:e, f, :2] = p0[0] + sm[:, None] * (np.asarray(p1[0]) - np.asarray(p0[0]))
+      z0 = foot_pos[s, f, 2] if prev is None else ankle_z
+      pos[s:e, f, 2] = ankle_z + height * np.sin(np.pi * u) + (z0 - ankle_z) * (1 - sm) * off
+      yaw[s:e, f] = p0[1] + sm * dyaw
+  mat = np.zeros((T, 2, 3, 3))
+  c, sn = np.cos(yaw), np.sin(yaw)
+  mat[..., 0, 0], mat[..., 0, 1], mat[..., 1, 0], mat[..., 1, 1], mat[..., 2, 2] = c, -sn, sn, c, 1.0
+  return pos, mat
+
+
+def repaired_reference(sim: SimModel, ref: Reference, swing_height: float = 0.06, com_shift: bool = True,
+                       zmp_margin: float = 0.01, iters: int = 12, kin_contacts: bool = True) -> Reference:
+  """A controller-side reference whose legs are consistent with clean footholds and a supportable CoM.
+
+  The upper body is the reference's. The feet follow :func:`planned_feet` (flat stance on the reference's
+  footholds, level swings ``swing_height`` high); the root is shifted horizontally by the difference
+  between the LIP-feasible CoM path (:func:`feasible_com_trajectory` on those footholds) and the
+  reference CoM; the leg joints are solved by damped least-squares IK for the planned feet. Only the
+  tracker uses it; evaluation stays against ``ref``.
+  """
+  m = sim.model
+  d = mujoco.MjData(m)
+  T = ref.num_frames
+  dt = 1.0 / ref.fps
+  feet = [m.body(f"{sd}_ankle_roll_link").id for sd in SIDES]
+  feat = reference_features(sim, ref, feasible_com=False, swing_clearance=0.0)
+  contact = feat.contact
+  if kin_contacts:  # the labels, plus the frames where a foot evidently stands on the floor
+    contact = contact | kinematic_contacts(feat.foot_pos, feat.foot_mat, feat.sole_height, dt, 0.02, 0.5)
+  contact = clean_contacts(contact)
+  fpos, fmat = planned_feet(feat.foot_pos, feat.foot_mat, feat.sole_height, contact, swing_height)
+  qpos = ref.qpos.copy()
+  if com_shift:
+    com, _, _ = feasible_com_trajectory(feat.com, feat.com_vel, feat.com_acc, fpos, fmat, contact, dt, zmp_margin)
+    qpos[:, :2] += com[:, :2] - feat.com[:, :2]
+  legs = [[j for j, n in enumerate(sim.joint_names) if n.startswith(sd) and re.search(r"hip|knee|ankle", n)]
+          for sd in SIDES]
+  lo = m.jnt_range[m.actuator_trnid[:, 0], 0]
+  hi = m.jnt_range[m.actuator_trnid[:, 0], 1]
+  jacp = np.zeros((3, m.nv))
+  jacr = np.zeros((3, m.nv))
+  is_leg = np.zeros(sim.num_joints, dtype=bool)
+  is_leg[legs[0] + legs[1]] = True
+  q = qpos[0].copy()
+  for t in range(T):
+    q[:7] = qpos[t, :7]
+    q[7:][~is_leg] = qpos[t, 7:][~is_leg]  # legs warm-start from the previous frame's solution
+    if t == 0 or np.abs(q[7:][is_leg] - qpos[t, 7:][is_leg]).max() > 0.8:
+      q[7:] = qpos[t, 7:]  # ... unless it wandered off (a foothold out of reach): restart from the reference
+    for _ in range(iters):
+      d.qpos[:] = q
+      mujoco.mj_kinematics(m, d)
+      mujoco.mj_comPos(m, d)
+      done = True
+      for f in range(2):
+        b = feet[f]
+        ep = fpos[t, f] - d.xpos[b]
+        er = Rotation.from_matrix(fmat[t, f] @ d.xmat[b].reshape(3, 3).T).as_rotvec()
+        if np.linalg.norm(ep) + 0.1 * np.linalg.norm(er) < 1e-4:
+          continue
+        done = False
+        mujoco.mj_jacBody(m, d, jacp, jacr, b)
+        cols = 6 + np.array(legs[f])
+        Jl = np.vstack([jacp[:, cols], jacr[:, cols]])
+        e = np.concatenate([ep, er])
+        dq = Jl.T @ np.linalg.solve(Jl @ Jl.T + 1e-3 * np.eye(6), e)
+        dq *= min(1.0, 0.2 / max(np.abs(dq).max(), 1e-12))  # small steps near the stretched knee
+        q[7 + np.array(legs[f])] = np.clip(q[7 + np.array(legs[f])] + dq, lo[legs[f]], hi[legs[f]])
+      if done:
+        break
+    qpos[t] = q
+  qvel = ref.qvel.copy()
+  sig = max(0.02 * ref.fps, 0.5)
+  qvel[:, :3] = gaussian_filter1d(np.gradient(qpos[:, :3], dt, axis=0), sig, axis=0, mode="nearest")
+  ids = np.array(legs[0] + legs[1])
+  qvel[:, 6 + ids] = gaussian_filter1d(np.gradient(qpos[:, 7 + ids], dt, axis=0), sig, axis=0, mode="nearest")
+  qacc = ref.qacc.copy()
+  qacc[:, :3] = gaussian_filter1d(np.gradient(qvel[:, :3], dt, axis=0), sig, axis=0, mode="nearest")
+  qacc[:, 6 + ids] = gaussian_filter1d(np.gradient(qvel[:, 6 + ids], dt, axis=0), sig, axis=0, mode="nearest")
+  return Reference(fps=ref.fps, qpos=qpos, qvel=qvel, qacc=qacc, body_pos=ref.body_pos, body_quat=ref.body_quat,
+                   contacts=contact)
+
+
 class WholeBodyQPTracker:
   """Whole-body QP controller for one MjData following one reference (see module docstring)."""
 
@@ -351,6 +527,7 @@ class WholeBodyQPTracker:
     c = self.cfg
     self.w_joint = np.array([c.w_joint_waist if "waist" in n else c.w_joint_arm if re.search(r"shoulder|elbow|wrist", n)
                              else c.w_joint for n in sim.joint_names])
+    self.dbg: dict | None = None  # set to {} to collect per-step diagnostics (ZMP command, task residuals)
     self.reset()
 
   def reset(self) -> None:
@@ -363,12 +540,27 @@ class WholeBodyQPTracker:
     self.step_off = np.zeros((2, 3))  # capture-point placement offset of each swing, held until touchdown
     self.was_stance = np.array([True, True])
     self.liftoff_R = np.tile(np.eye(3), (2, 1, 1))
+    self.liftoff_p = np.zeros((2, 3))
     self.swing_age = np.zeros(2, dtype=np.int64)
 
   def set_reference(self, sim_ref: Reference) -> None:
     self.reset()
     c = self.cfg
-    self.feat = reference_features(self.sim, sim_ref, c.feasible_com, c.zmp_margin, c.swing_clearance)
+    self.iref = sim_ref
+    if c.repair_legs:
+      self.iref = repaired_reference(self.sim, sim_ref, c.repair_swing_height, c.repair_com, c.zmp_margin)
+    self.feat = reference_features(self.sim, self.iref, c.feasible_com, c.zmp_margin,
+                                   0.0 if c.repair_legs else c.swing_clearance)
+    # control steps until the reference next puts each foot down (0 while it is down)
+    con = self.feat.contact
+    T = len(con)
+    self.to_touchdown = np.zeros((T, 2))
+    for i in range(2):
+      nxt = T
+      for t in range(T - 1, -1, -1):
+        if con[t, i]:
+          nxt = t
+        self.to_touchdown[t, i] = nxt - t
 
   # ---------------------------------------------------------------- contacts and anchoring
   def _floor_contacts(self, d: mujoco.MjData, max_dist: float):
@@ -436,7 +628,7 @@ class WholeBodyQPTracker:
       return qpos_r[7:] + s.kd * qvel_r[6:] / s.kp
     if self.feat is None:
       self.set_reference(ref)
-    tau, acc = self.solve(d, ref, k)
+    tau, acc = self.solve(d, self.iref, k)
     tau = np.clip(tau, -s.effort, s.effort)
     dt = s.control_dt
     a = acc[6:]
@@ -456,6 +648,8 @@ class WholeBodyQPTracker:
     st = both.copy()
     for i in range(2):
       j = 1 - i
+      if self.cfg.swing_latch and not ref_on[i] and not self.was_stance[i] and on[j]:
+        continue  # swinging: a touch (toe scuff) does not make it a stance foot while the other foot is down
       if on[i] and not ref_on[i] and not (both[j] and self.on_count[j] >= self.cfg.ds_steps
                                           and self._captured_by(d, j)):
         st[i] = True
@@ -513,13 +707,26 @@ class WholeBodyQPTracker:
       loc = (pts - d.xpos[b]) @ R  # foot frame
       ext = np.unique([np.argmin(loc[:, 0]), np.argmax(loc[:, 0]), np.argmin(loc[:, 1]), np.argmax(loc[:, 1])])
       flat = c.hard_contact and np.ptp(loc[:, 0]) > c.flat_length and np.ptp(loc[:, 1]) > c.flat_width
+      e_lvl = np.zeros(3)
+      if c.hard_contact and c.level_tilt > 0 and f.contact[k, i]:
+        tilt = np.arccos(np.clip(R[2, 2], -1.0, 1.0))
+        ref_tilt = np.arccos(np.clip(f.foot_mat[k, i][2, 2], -1.0, 1.0))
+        if tilt < c.level_tilt and ref_tilt < c.level_ref_tilt:
+          # the reference has this sole flat on the floor and the simulated one is close: hold it as a flat
+          # foot (its sole corners carry force) and turn it level (a heel or edge that lifted comes back down)
+          e_lvl = Rotation.from_matrix(_rz(_yaw(R)) @ R.T).as_rotvec()
+          e_lvl[2] = 0.0
+          if not flat:
+            pts = d.xpos[b] + FOOT_CORNERS @ R.T
+            ext = np.arange(len(pts))
+            flat = True
       if flat:
         ctr = pts[ext].mean(axis=0)
         mujoco.mj_jac(m, d, self.jacp, self.jacr, ctr, b)
         mujoco.mj_jacDot(m, d, self.jdp, self.jdr, ctr, b)
         eq_A.append(np.vstack([self.jacp, self.jacr]))
         eq_b.append(np.concatenate([-c.contact_kd * (self.jacp @ v) - self.jdp @ v,
-                                    -c.contact_kd * (self.jacr @ v) - self.jdr @ v]))
+                                    c.level_kp * e_lvl - c.contact_kd * (self.jacr @ v) - self.jdr @ v]))
       for pw in pts[ext]:
         mujoco.mj_jac(m, d, self.jacp, None, pw, b)
         if not flat:
@@ -571,8 +778,11 @@ class WholeBodyQPTracker:
       pts = np.array(load_pts)[:, :2]
       ctr = pts.mean(axis=0)
       pts = ctr + (pts - ctr) * c.zmp_shrink
+      p_raw = p_cmd
       p_cmd = _clamp_to_support(p_cmd, pts)
       ddc[:2] = omega ** 2 * (com[:2] - p_cmd)
+      if self.dbg is not None:
+        self.dbg.update(p_ref=p_ref - ctr, p_raw=p_raw - ctr, p_cmd=p_cmd - ctr, ddc=ddc.copy(), dcm_err=dcm_err.copy())
     if P:
       G = np.tile(self.E, (1, P)) / self.mass  # (3, nl): total contact force / mass
       A = np.zeros((3, n))
@@ -606,7 +816,12 @@ class WholeBodyQPTracker:
       mujoco.mj_jacDot(m, d, self.jdp, self.jdr, d.xpos[b], b)
       p_des = self._map(f.foot_pos[k, i])
       if not f.contact[k, i]:
-        self.step_off[i] = step
+        if c.step_horizon > 0:
+          # capture-point stepping: the DCM error expected at the reference's touchdown (it grows as exp(omega t))
+          t_rem = min(self.to_touchdown[k, i] * self.sim.control_dt, c.step_horizon)
+          self.step_off[i] = np.clip(c.step_gain * dcm_err * np.exp(omega * t_rem), -c.step_max, c.step_max)
+        else:
+          self.step_off[i] = step
       else:  # the reference has landed this foot: reach for the floor where the step was aimed
         p_des[2] -= c.touchdown_depth
       p_des = p_des + self.step_off[i]
@@ -617,12 +832,18 @@ class WholeBodyQPTracker:
       # from the lift-off attitude towards the target over the first steps of the swing
       if self.was_stance[i]:
         self.liftoff_R[i] = d.xmat[b].reshape(3, 3).copy()
+        self.liftoff_p[i] = d.xpos[b].copy()
         self.swing_age[i] = 0
       a = min(1.0, self.swing_age[i] / max(c.swing_blend_steps, 1))
+      ap = min(1.0, (self.swing_age[i] + 1) / max(c.swing_pos_blend_steps, 1))
       self.swing_age[i] += 1
       if a < 1.0:
         rv = Rotation.from_matrix(R_des @ self.liftoff_R[i].T).as_rotvec()
         R_des = Rotation.from_rotvec(a * rv).as_matrix() @ self.liftoff_R[i]
+      if ap < 1.0:  # horizontally from the lift-off point towards the (offset) target
+        p_des[:2] = self.liftoff_p[i, :2] + ap * (p_des[:2] - self.liftoff_p[i, :2])
+        v_des = v_des.copy()
+        v_des[:2] *= ap
       Rb = d.xmat[b].reshape(3, 3)
       e_rot = Rotation.from_matrix(R_des @ Rb.T).as_rotvec()
       lin = c.foot_kp * (p_des - d.xpos[b]) + c.foot_kd * (v_des - self.jacp @ v) - self.jdp @ v
@@ -630,7 +851,7 @@ class WholeBodyQPTracker:
       A = np.zeros((6, n))
       A[:3, :nv] = self.jacp
       A[3:, :nv] = self.jacr
-      task(A, np.concatenate([lin, ang]), c.w_foot)
+      task(A, np.concatenate([lin, ang]), c.w_foot * (ap if c.swing_weight_ramp else 1.0))
       swing_rows.append((i, A[:, :nv].copy(), np.concatenate([lin, ang])))
     A_all = np.vstack(rows_A)
     W2 = np.concatenate(rows_w) ** 2
@@ -658,6 +879,18 @@ class WholeBodyQPTracker:
       bu[n + 6:n + nv], bl[n + 6:n + nv] = _INF, -_INF
       x, _, flag, _ = self._daqp.solve(H, g, Acon, bu, bl, sense)
     acc, lam = x[:nv], x[nv:]
+    if self.dbg is not None:
+      self.dbg["flag"] = flag
+      r = (A_all @ x - b_all) * np.sqrt(W2)
+      off = 0
+      res = []
+      for Ai in rows_A:
+        res.append(round(float(np.linalg.norm(r[off:off + Ai.shape[0]])), 1))
+        off += Ai.shape[0]
+      self.dbg["res"] = res
+    if P and self.dbg is not None:
+      self.dbg["force"] = np.tile(self.E, (1, P)) @ lam
+      self.dbg["ddc_qp"] = self.dbg["force"] / self.mass + GRAVITY
     self.last_swing = [(i, Af @ acc, bf) for i, Af, bf in swing_rows]  # (foot, planned, desired) for diagnostics
     self.was_stance = stance.copy()
     tau = self.M[6:] @ acc + h[6:] - JcE[6:] @ lam
