@@ -187,8 +187,8 @@ def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   axis = np.where(s > 1e-9, v / np.maximum(s, 1e-12), np.array([0.0, 0.0, 1.0]))
   opposite = (s < 1e-9) & (c < 0)
   if opposite.any():  # any axis perpendicular to a
-    perp = np.cross(a, np.array([1.0, 0.0, 0.0]))
-    perp = np.where(np.linalg.norm(perp, axis=-1, keepdims=True) < 1e-6, np.cross(a, np.array([0.0, 1.0, 0.0])), perp)
+    perp = _cross(a, np.array([1.0, 0.0, 0.0]))
+    perp = np.where(norm(perp, keepdims=True) < 1e-6, _cross(a, np.array([0.0, 1.0, 0.0])), perp)
     axis = np.where(opposite, _normalize(perp), axis)
   ang = np.arctan2(s, c)
   return Rotation.from_rotvec((axis * ang).reshape(-1, 3)).as_matrix().reshape(axis.shape + (3,))
@@ -246,13 +246,13 @@ def trunk_frames(pos: np.ndarray) -> np.ndarray:
 
 
 def _is_rotation(R: np.ndarray, tol: float = 1e-9) -> bool:
-  """Whether every matrix of R (N, 3, 3) is a rotation within ``tol``: columns x, y orthonormal, z = x × y."""
+  """Whether every matrix of R (N, 3, 3) is a rotation within ``tol``: columns x, y orthonormal, z = x cross y."""
   x, y = R[:, :, 0], R[:, :, 1]
   err = np.stack([dot(x, x) - 1.0, dot(y, y) - 1.0, dot(x, y)], axis=-1)
   return bool(np.abs(err).max() <= tol and np.abs(_cross(x, y) - R[:, :, 2]).max() <= tol)
 
 
-# scipy >= 1.17 can skip the orthogonalisation in Rotation.from_matrix, 90% of its cost.
+# Newer scipy can skip the orthogonalisation in Rotation.from_matrix (assume_valid), 90% of its cost.
 _HAS_ASSUME_VALID = "assume_valid" in inspect.signature(Rotation.from_matrix).parameters
 
 
