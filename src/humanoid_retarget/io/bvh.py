@@ -355,8 +355,10 @@ def forward_kinematics(bvh: BvhData, joints: Sequence[int] | None = None) -> tup
     ji, ax, col = np.array(pos_idx).T
     trans[ji, :, ax] = mt[col]
   local_rot = np.empty((K, T, 3, 3))
-  rotated = [i for ji, _ in groups.values() for i in ji]
-  local_rot[np.setdiff1d(np.arange(K), rotated)] = np.eye(3)  # joints without rotation channels
+  rotated = {i for ji, _ in groups.values() for i in ji}
+  plain = [i for i in range(K) if i not in rotated]  # joints without rotation channels
+  if plain:
+    local_rot[plain] = np.eye(3)
   for seq, (ji, cols) in groups.items():
     local_rot[ji] = euler_matrices(np.radians(mt[np.array(cols).T].transpose(1, 2, 0)), seq)  # angles (G, T, n)
   parents = np.array([local.get(bj[j].parent, -1) for j in order], dtype=np.int64)
