@@ -311,6 +311,16 @@ def euler_matrices(angles: np.ndarray, seq: str) -> np.ndarray:
   return np.moveaxis(np.stack(cols, axis=-1), 0, -2)  # (..., 3 rows, 3 columns)
 
 
+def with_ancestors(bvh: BvhData, joints: Sequence[int]) -> list[int]:
+  """The given joints and all their ancestors, parents before children (BVH order)."""
+  need: set[int] = set()
+  for j in joints:
+    while j >= 0 and j not in need:
+      need.add(j)
+      j = bvh.joints[j].parent
+  return sorted(need)  # BVH lists parents before their children
+
+
 def forward_kinematics(bvh: BvhData, joints: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Global joint positions and rotation matrices for every frame, in file units and axes.
 
@@ -323,12 +333,7 @@ def forward_kinematics(bvh: BvhData, joints: Sequence[int] | None = None) -> tup
   """
   bj = bvh.joints
   want = list(range(len(bj))) if joints is None else [int(j) for j in joints]
-  need: set[int] = set()
-  for j in want:
-    while j >= 0 and j not in need:
-      need.add(j)
-      j = bj[j].parent
-  order = sorted(need)  # BVH lists parents before their children
+  order = with_ancestors(bvh, want)
   local = {j: i for i, j in enumerate(order)}
   K = len(order)
   motion = bvh.motion

@@ -69,6 +69,13 @@ def _capsule_world(pos, rot, body, ca, cb, a, b):
 
 
 @nb.njit(inline='always', **JIT)
+def _pair_scratch():
+  """Six (3,) work vectors for :func:`_pair_distance`: two segments' ends and their closest points."""
+  w = np.empty((6, 3))
+  return w[0], w[1], w[2], w[3], w[4], w[5]
+
+
+@nb.njit(inline='always', **JIT)
 def _pair_distance(pos, rot, cap_body, cap_a, cap_b, cap_r, ia, ib, bound, a1, b1, a2, b2, c1, c2):
   """Signed distance of capsules ia, ib at body poses pos (B, 3), rot (B, 3, 3); closest points into c1, c2.
 
@@ -164,12 +171,7 @@ def linearize(parent, body_pos, body_rot, joint_start, joint_axis, joint_anchor,
   r = np.empty(3)
   Rc = np.empty((3, 3))
   e = np.empty(3)
-  a1 = np.empty(3)
-  b1 = np.empty(3)
-  a2 = np.empty(3)
-  b2 = np.empty(3)
-  c1 = np.empty(3)
-  c2 = np.empty(3)
+  a1, b1, a2, b2, c1, c2 = _pair_scratch()
   row = np.empty(nv)
   for t in range(T):
     fk_frame(parent, body_pos, body_rot, joint_start, joint_axis, joint_anchor, root_pos[t], root_rot[t], q[t],
@@ -362,12 +364,7 @@ def pair_distances(pos, rot, cap_body, cap_a, cap_b, cap_r, pairs, bound, dist):
 
   Exact up to ``bound``; a pair farther apart gets a lower bound above ``bound`` (bounding spheres).
   """
-  a1 = np.empty(3)
-  b1 = np.empty(3)
-  a2 = np.empty(3)
-  b2 = np.empty(3)
-  c1 = np.empty(3)
-  c2 = np.empty(3)
+  a1, b1, a2, b2, c1, c2 = _pair_scratch()
   for t in range(pos.shape[0]):
     for k in range(pairs.shape[0]):
       dist[t, k] = _pair_distance(pos[t], rot[t], cap_body, cap_a, cap_b, cap_r, pairs[k, 0], pairs[k, 1], bound,

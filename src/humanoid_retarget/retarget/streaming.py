@@ -41,7 +41,7 @@ from humanoid_retarget.human.bvh_import import BvhCalibration, BvhImportConfig, 
 from humanoid_retarget.human.contacts import ContactConfig, contact_step
 from humanoid_retarget.human.motion import NUM_JOINTS, HumanMotion, J
 from humanoid_retarget.human.skeleton import fill_missing
-from humanoid_retarget.io.bvh import BvhData, parse_bvh
+from humanoid_retarget.io.bvh import BvhData, parse_bvh, with_ancestors
 from humanoid_retarget.retarget.kinematic import KinematicConfig, _push_apart, collision_pairs, foot_lowest, solve
 from humanoid_retarget.retarget.targets import Targets, build_targets
 from humanoid_retarget.robot.config import Robot
@@ -547,12 +547,7 @@ class _BvhFrameFK:
     names = bvh.names
     self.cal = cal
     src = {canon: names.index(s) for canon, s in cal.mapping.items()}
-    need: set[int] = set()
-    for j in src.values():
-      while j >= 0 and j not in need:
-        need.add(j)
-        j = joints[j].parent
-    order = sorted(need)  # BVH joints are listed parents first
+    order = with_ancestors(bvh, list(src.values()))
     local = {j: i for i, j in enumerate(order)}
     n = len(order)
     C = bvh.motion.shape[1]
