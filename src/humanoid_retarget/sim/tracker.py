@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import mujoco
 import numpy as np
@@ -61,6 +61,14 @@ FOOT_CORNERS = np.array([[-0.05, -0.025, -0.035], [-0.05, 0.025, -0.035], [0.125
 SIDES = ("left", "right")
 GRAVITY = np.array([0.0, 0.0, -9.81])
 _INF = 1e30
+
+
+# Locomotion settings measured on the Bandai-2 walk / turn / run clips (docs/physics.md): stiffer, faster-levelling
+# swing feet blended in from lift-off, swing feet that touch early stay swing feet, near-flat stance feet held
+# flat and levelled, capture-point stepping for the DCM error predicted at touchdown, a stronger CoM task.
+STEPPING_OVERRIDES = dict(foot_kp=600.0, foot_kd=50.0, foot_rot_kp=400.0, foot_rot_kd=40.0, swing_blend_steps=3,
+                          swing_pos_blend_steps=5, swing_weight_ramp=True, swing_latch=True, level_tilt=0.3,
+                          step_horizon=0.3, w_com=30.0)
 
 
 @dataclass
@@ -95,6 +103,7 @@ class TrackerConfig:
   level_tilt: float = 0.0  # rad; a reference-flat stance foot tilted less than this is held flat and levelled
   level_ref_tilt: float = 0.1  # rad; ... when the reference sole is tilted less than this (not in heel-off)
   level_kp: float = 200.0  # 1/s^2, levelling of such a foot
+  w_force_rate: float = 0.0  # weight of "each foot's total force stays near its last value" (per kg)
   w_force: float = 0.03  # contact-force regulariser: without it internal (foot-to-foot) forces make the feet creep
   w_acc: float = 1e-3
   friction: float = 0.5  # pyramid coefficient used by the controller (the sim's foot friction is 0.6)
@@ -126,8 +135,18 @@ class TrackerConfig:
   # repaired_reference); the evaluation still compares with the given reference
   repair_swing_height: float = 0.06  # m, swing-foot lift of those planned feet
   repair_com: bool = True  # shift the root so the reference CoM follows the LIP-feasible path
+  # overrides used when the reference walks or runs (stepping_reference); None: one configuration for all clips
+  stepping: dict | None = field(default_factory=lambda: dict(STEPPING_OVERRIDES))
   mode: str = "qp"  # 'qp': whole-body QP torques; 'pd': reference targets only (baseline)
   terminations: TerminationConfig = field(default_factory=TerminationConfig)
+
+
+def stepping_reference(contact: np.ndarray, fps: float, min_swing_s: float = 0.3, rate: float = 0.8) -> bool:
+  """Whether a reference walks or runs: its contact labels (T, 2) lift a foot for ``min_swing_s`` or longer
+  at least ``rate`` times per second (and at least twice). Upper-body clips with a shuffle or two do not."""
+  n = sum(1 for f in range(2) for v, s, e in _runs(contact[:, f]) if not v and (e - s) / fps >= min_swing_s)
+  dur = max(len(contact) / fps, 1e-9)
+  return n >= 2 and n / dur >= rate
 
 
 @dataclass
@@ -524,11 +543,16 @@ class WholeBodyQPTracker:
     self.jdp = np.zeros((3, m.nv))
     self.jdr = np.zeros((3, m.nv))
     assert np.all(sim.dof_adr == np.arange(6, 6 + self.J)), "expects a free root then the actuated hinges"
-    c = self.cfg
-    self.w_joint = np.array([c.w_joint_waist if "waist" in n else c.w_joint_arm if re.search(r"shoulder|elbow|wrist", n)
-                             else c.w_joint for n in sim.joint_names])
+    self.base_cfg = self.cfg
+    self._set_weights()
     self.dbg: dict | None = None  # set to {} to collect per-step diagnostics (ZMP command, task residuals)
     self.reset()
+
+  def _set_weights(self) -> None:
+    c = self.cfg
+    self.E = _pyramid(c.friction)
+    self.w_joint = np.array([c.w_joint_waist if "waist" in n else c.w_joint_arm if re.search(r"shoulder|elbow|wrist", n)
+                             else c.w_joint for n in self.sim.joint_names])
 
   def reset(self) -> None:
     """Forget the reference anchoring (call before a new rollout)."""
@@ -541,10 +565,15 @@ class WholeBodyQPTracker:
     self.was_stance = np.array([True, True])
     self.liftoff_R = np.tile(np.eye(3), (2, 1, 1))
     self.liftoff_p = np.zeros((2, 3))
+    self.foot_force = np.zeros((2, 3))  # each foot's total contact force in the last solution (N)
     self.swing_age = np.zeros(2, dtype=np.int64)
 
   def set_reference(self, sim_ref: Reference) -> None:
     self.reset()
+    b = self.base_cfg
+    self.stepping = bool(b.stepping) and stepping_reference(sim_ref.contacts, sim_ref.fps)
+    self.cfg = replace(b, **b.stepping) if self.stepping else b
+    self._set_weights()
     c = self.cfg
     self.iref = sim_ref
     if c.repair_legs:
@@ -697,6 +726,7 @@ class WholeBodyQPTracker:
     crow_A, crow_b, jcE, load_pts = [], [], [], []
     eq_A, eq_b = [], []  # flat stance feet: the whole foot does not accelerate (6 equality rows)
     touch = self.foot_contact_points(d)
+    pt_foot = []  # foot (0/1) of each load-bearing point
     for i in np.flatnonzero(stance):
       self.step_off[i] = 0.0
       b = self.foot_body[i]
@@ -735,6 +765,7 @@ class WholeBodyQPTracker:
           crow_b.append(-c.contact_kd * (self.jacp @ v) - self.jdp @ v)
         jcE.append(self.jacp.T @ self.E)  # (nv, 4)
         load_pts.append(pw)
+        pt_foot.append(i)
     P = len(jcE)
     nl = 4 * P
     n = nv + nl
@@ -788,6 +819,17 @@ class WholeBodyQPTracker:
       A = np.zeros((3, n))
       A[:, nv:] = G
       task(A, ddc - GRAVITY, c.w_com)
+      if c.w_force_rate > 0:
+        # each foot's total force changes smoothly: a foot that lands takes load over a few steps, the
+        # other one sheds it (no one-step load switch that unloads and lifts the trailing foot)
+        for i in range(2):
+          sel = np.flatnonzero(np.array(pt_foot) == i)
+          if len(sel) == 0:
+            continue
+          A = np.zeros((3, n))
+          for j in sel:
+            A[:, nv + 4 * j: nv + 4 * j + 4] = self.E / self.mass
+          task(A, self.foot_force[i] / self.mass, c.w_force_rate)
       if c.w_angmom > 0:
         # centroidal angular momentum rate = sum (p_i - c) x f_i, damped towards zero (per unit mass)
         mujoco.mj_subtreeVel(m, d)
@@ -879,6 +921,9 @@ class WholeBodyQPTracker:
       bu[n + 6:n + nv], bl[n + 6:n + nv] = _INF, -_INF
       x, _, flag, _ = self._daqp.solve(H, g, Acon, bu, bl, sense)
     acc, lam = x[:nv], x[nv:]
+    self.foot_force[:] = 0.0
+    for j, i in enumerate(pt_foot):
+      self.foot_force[i] += self.E @ lam[4 * j: 4 * j + 4]
     if self.dbg is not None:
       self.dbg["flag"] = flag
       r = (A_all @ x - b_all) * np.sqrt(W2)
