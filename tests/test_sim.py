@@ -196,6 +196,30 @@ def test_repaired_reference_feet_follow_plan(sim):
   assert np.allclose(rep.qpos[:, 7 + np.array(upper)], ref.qpos[:, 7 + np.array(upper)])
 
 
+def test_stepping_reference_switches_settings(sim):
+  from humanoid_retarget.sim.reference import make_reference
+  from humanoid_retarget.sim.tracker import STEPPING_OVERRIDES, TrackerConfig, WholeBodyQPTracker, stepping_reference
+
+  fps = 50.0
+  c = np.ones((250, 2), dtype=bool)
+  assert not stepping_reference(c, fps)
+  c[100:120, 0] = False  # one 0.4 s shuffle in 5 s: still an upper-body clip
+  assert not stepping_reference(c, fps)
+  t = np.arange(250) / fps
+  walk = np.ones((250, 2), dtype=bool)
+  walk[:, 0] = (t % 1.0) < 0.5
+  walk[:, 1] = (t % 1.0) >= 0.4  # a step every 0.5 s
+  assert stepping_reference(walk, fps)
+  tr = WholeBodyQPTracker(sim, TrackerConfig(w_com=12.0))
+  tr.set_reference(make_reference(_stepping_motion(sim, 3.0), sim))
+  assert tr.stepping and tr.cfg.w_com == STEPPING_OVERRIDES["w_com"] and tr.cfg.swing_latch
+  tr.set_reference(make_reference(_standing_motion(sim, 1.0), sim))
+  assert not tr.stepping and tr.cfg.w_com == 12.0 and not tr.cfg.swing_latch
+  tr = WholeBodyQPTracker(sim, TrackerConfig(stepping=None))
+  tr.set_reference(make_reference(_stepping_motion(sim, 3.0), sim))
+  assert not tr.stepping and tr.cfg.w_com == TrackerConfig().w_com
+
+
 def test_qp_tracker_steps_in_place(sim):
   from humanoid_retarget.sim.reference import make_reference
   from humanoid_retarget.sim.tracker import TrackerConfig, WholeBodyQPTracker, track
