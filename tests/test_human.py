@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -161,3 +163,23 @@ def test_trunk_frames_zero_length_spine_bones(sample_bvh):
   np.testing.assert_allclose(R[:, J("spine1"), :, 2], z / np.linalg.norm(z, axis=-1, keepdims=True), atol=1e-12)
   np.testing.assert_allclose(R[:, J("spine3"), :, 2], R[:, J("spine2"), :, 2], atol=1e-12)
   np.testing.assert_allclose(R[:, J("head")], R[:, J("neck")])
+
+
+def test_planted_foot_stays_in_contact_when_heel_and_toe_tie(sample_bvh):
+  # A planted flat foot whose ankle and toe points trade the "lowest" place every frame: each point is
+  # still, so the foot is still (no speed spike from switching between the two points).
+  hm = load_bvh(sample_bvh)
+  P = hm.positions.copy()
+  wobble = np.where(np.arange(P.shape[0]) % 2 == 0, 0.001, -0.001)
+  for j, sign in ((J("left_ankle"), 1.0), (J("left_foot"), -1.0)):
+    P[:, j] = P[0, j]
+    P[:, j, 2] += sign * wobble
+  c = detect_contacts(dataclasses.replace(hm, positions=P))
+  assert c[:, 0].all()
+
+
+def test_walks_have_no_flight(shared_data):
+  """Walking has no flight phase: the detector gives at least one foot in contact in every frame."""
+  for name in ("dataset-2_walk_normal_001", "dataset-2_walk_elderly_001", "dataset-2_walk-turn-left_active_002"):
+    c = detect_contacts(load_bvh(shared_data / "bandai2" / f"{name}.bvh"))
+    assert c.any(axis=1).all(), name

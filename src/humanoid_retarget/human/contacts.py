@@ -74,11 +74,12 @@ def detect_contacts(human: HumanMotion, cfg: ContactConfig = ContactConfig()) ->
   h_all = pts[..., 2] - np.percentile(pts[..., 2], 5, axis=0)  # heights above each point's standing height
   h_ank, h_toe = h_all[:, :2], h_all[:, 2:]
   h = np.minimum(h_ank, h_toe)  # (T, 2)
-  # Speed of the lower of the two points.
-  low = np.where((h_ank <= h_toe)[..., None], ank, toe)
+  # Horizontal speed of the lower of the two points, each point's own speed (differencing a track that
+  # switches between ankle and toe would read the foot's length as a 1.4 m/s jump).
   v = np.zeros((T, 2))
   if T > 1:
-    v = norm(np.gradient(low[..., :2], 1.0 / human.fps, axis=0))
+    v_all = norm(np.gradient(pts[..., :2], 1.0 / human.fps, axis=0))  # (T, 4)
+    v = np.where(h_ank <= h_toe, v_all[:, :2], v_all[:, 2:])
   # The hysteresis of contact_step, all frames at once.
   out = hysteresis((h < cfg.height_enter) & (v < cfg.speed_enter), (h < cfg.height_exit) & (v < cfg.speed_exit))
   # Fill short gaps, drop short phases.
@@ -92,3 +93,4 @@ def detect_contacts(human: HumanMotion, cfg: ContactConfig = ContactConfig()) ->
       if (b - a) < short:
         m[a:b] = False
   return out
+
