@@ -103,7 +103,6 @@ class TrackerConfig:
   level_tilt: float = 0.0  # rad; a reference-flat stance foot tilted less than this is held flat and levelled
   level_ref_tilt: float = 0.1  # rad; ... when the reference sole is tilted less than this (not in heel-off)
   level_kp: float = 200.0  # 1/s^2, levelling of such a foot
-  w_force_rate: float = 0.0  # weight of "each foot's total force stays near its last value" (per kg)
   w_force: float = 0.03  # contact-force regulariser: without it internal (foot-to-foot) forces make the feet creep
   w_acc: float = 1e-3
   friction: float = 0.5  # pyramid coefficient used by the controller (the sim's foot friction is 0.6)
@@ -565,7 +564,6 @@ class WholeBodyQPTracker:
     self.was_stance = np.array([True, True])
     self.liftoff_R = np.tile(np.eye(3), (2, 1, 1))
     self.liftoff_p = np.zeros((2, 3))
-    self.foot_force = np.zeros((2, 3))  # each foot's total contact force in the last solution (N)
     self.swing_age = np.zeros(2, dtype=np.int64)
 
   def set_reference(self, sim_ref: Reference) -> None:
@@ -726,7 +724,6 @@ class WholeBodyQPTracker:
     crow_A, crow_b, jcE, load_pts = [], [], [], []
     eq_A, eq_b = [], []  # flat stance feet: the whole foot does not accelerate (6 equality rows)
     touch = self.foot_contact_points(d)
-    pt_foot = []  # foot (0/1) of each load-bearing point
     for i in np.flatnonzero(stance):
       self.step_off[i] = 0.0
       b = self.foot_body[i]
@@ -765,7 +762,6 @@ class WholeBodyQPTracker:
           crow_b.append(-c.contact_kd * (self.jacp @ v) - self.jdp @ v)
         jcE.append(self.jacp.T @ self.E)  # (nv, 4)
         load_pts.append(pw)
-        pt_foot.append(i)
     P = len(jcE)
     nl = 4 * P
     n = nv + nl
@@ -819,17 +815,6 @@ class WholeBodyQPTracker:
       A = np.zeros((3, n))
       A[:, nv:] = G
       task(A, ddc - GRAVITY, c.w_com)
-      if c.w_force_rate > 0:
-        # each foot's total force changes smoothly: a foot that lands takes load over a few steps, the
-        # other one sheds it (no one-step load switch that unloads and lifts the trailing foot)
-        for i in range(2):
-          sel = np.flatnonzero(np.array(pt_foot) == i)
-          if len(sel) == 0:
-            continue
-          A = np.zeros((3, n))
-          for j in sel:
-            A[:, nv + 4 * j: nv + 4 * j + 4] = self.E / self.mass
-          task(A, self.foot_force[i] / self.mass, c.w_force_rate)
       if c.w_angmom > 0:
         # centroidal angular momentum rate = sum (p_i - c) x f_i, damped towards zero (per unit mass)
         mujoco.mj_subtreeVel(m, d)
@@ -921,9 +906,6 @@ class WholeBodyQPTracker:
       bu[n + 6:n + nv], bl[n + 6:n + nv] = _INF, -_INF
       x, _, flag, _ = self._daqp.solve(H, g, Acon, bu, bl, sense)
     acc, lam = x[:nv], x[nv:]
-    self.foot_force[:] = 0.0
-    for j, i in enumerate(pt_foot):
-      self.foot_force[i] += self.E @ lam[4 * j: 4 * j + 4]
     if self.dbg is not None:
       self.dbg["flag"] = flag
       r = (A_all @ x - b_all) * np.sqrt(W2)
