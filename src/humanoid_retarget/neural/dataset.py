@@ -128,9 +128,12 @@ def retargeter_key() -> str:
 
 
 def retargeter_commit() -> str:
-  """Last git commit of the kinematic retargeter (retarget/kinematic.py, targets.py), '+dirty' if edited."""
+  """Last git commit of the code that makes the pairs (the kinematic solver and its targets, the human import
+  and contacts, the robot model, the BVH reader), '+dirty' if any of it is edited."""
   here = os.path.dirname(os.path.abspath(__file__))
-  ret = [os.path.join(os.path.dirname(here), "retarget", f) for f in ("kinematic.py", "targets.py")]
+  pkg = os.path.dirname(here)
+  ret = [os.path.join(pkg, "retarget", f) for f in ("kinematic.py", "gn_kernel.py", "targets.py")]
+  ret += [os.path.join(pkg, d) for d in ("human", "robot", os.path.join("io", "bvh.py"))]
   try:
     c = subprocess.run(["git", "log", "-1", "--format=%h", "--", *ret], cwd=here, capture_output=True,
                        text=True, timeout=10).stdout.strip()
