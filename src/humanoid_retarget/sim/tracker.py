@@ -134,6 +134,7 @@ class TrackerConfig:
   # repaired_reference); the evaluation still compares with the given reference
   repair_swing_height: float = 0.06  # m, swing-foot lift of those planned feet
   repair_com: bool = True  # shift the root so the reference CoM follows the LIP-feasible path
+  repair_kin_contacts: bool = True  # footholds from the labels plus kinematic contacts (else the labels only)
   # overrides used when the reference walks or runs (stepping_reference); None: one configuration for all clips
   stepping: dict | None = field(default_factory=lambda: dict(STEPPING_OVERRIDES))
   mode: str = "qp"  # 'qp': whole-body QP torques; 'pd': reference targets only (baseline)
@@ -575,7 +576,8 @@ class WholeBodyQPTracker:
     c = self.cfg
     self.iref = sim_ref
     if c.repair_legs:
-      self.iref = repaired_reference(self.sim, sim_ref, c.repair_swing_height, c.repair_com, c.zmp_margin)
+      self.iref = repaired_reference(self.sim, sim_ref, c.repair_swing_height, c.repair_com, c.zmp_margin,
+                                     kin_contacts=c.repair_kin_contacts)
     self.feat = reference_features(self.sim, self.iref, c.feasible_com, c.zmp_margin,
                                    0.0 if c.repair_legs else c.swing_clearance)
     # control steps until the reference next puts each foot down (0 while it is down)
