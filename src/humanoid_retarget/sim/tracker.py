@@ -65,10 +65,11 @@ _INF = 1e30
 
 # Locomotion settings measured on the Bandai-2 walk / turn / run clips (docs/physics.md): stiffer, faster-levelling
 # swing feet blended in from lift-off, swing feet that touch early stay swing feet, near-flat stance feet held
-# flat and levelled, capture-point stepping for the DCM error predicted at touchdown, a stronger CoM task.
+# flat and levelled, capture-point stepping for the DCM error predicted at touchdown, a stronger CoM task, feet
+# lifted on the reference's timing.
 STEPPING_OVERRIDES = dict(foot_kp=600.0, foot_kd=50.0, foot_rot_kp=400.0, foot_rot_kd=40.0, swing_blend_steps=3,
-                          swing_pos_blend_steps=5, swing_weight_ramp=True, swing_latch=True, level_tilt=0.3,
-                          step_horizon=0.3, w_com=30.0)
+                          swing_pos_blend_steps=5, swing_weight_ramp=True, swing_latch=True, level_tilt=0.15,
+                          step_horizon=0.3, w_com=30.0, strict_schedule=True)
 
 
 @dataclass
