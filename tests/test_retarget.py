@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from humanoid_retarget.eval.metrics import evaluate_motion, foot_lowest_points
 from humanoid_retarget.human.bvh_import import load_bvh
@@ -69,3 +70,37 @@ def test_shared_walk_stance_feet_on_floor(g1, shared_data):
   # Stance feet touch the floor: 90% of stance-frame soles within 2 cm of it, none below -2 cm.
   assert np.percentile(np.abs(low[m.contacts]), 90) < 0.02
   assert low.min() > -0.02
+
+
+def test_hold_stance_feet_removes_skate(g1, sample_bvh):
+  """A kinematic walk with a slow drift added to the leg joints skates; holding the stance feet takes
+  most of it out, leaves frames without contact as they are and moves joints only a little."""
+  from humanoid_retarget.retarget.kinematic import hold_stance_feet, joint_limits
+
+  human = load_bvh(sample_bvh)
+  m = retarget_kinematic(human, g1)
+  T = m.num_frames
+  rng = np.random.default_rng(0)
+  legs = [j for j, n in enumerate(m.joint_names) if "hip" in n or "knee" in n or "ankle" in n]
+  drift = np.zeros_like(m.dof_pos)
+  drift[:, legs] = 0.04 * np.sin(np.arange(T)[:, None] * 2 * np.pi / 40.0 + rng.uniform(0, 6, len(legs)))
+  q = np.clip(m.dof_pos + drift, *joint_limits(g1))  # (the solver keeps joints inside these)
+  R = Rotation.from_quat(m.root_quat, scalar_first=True).as_matrix()
+
+  def skate(root, rot, qq):
+    pos, _ = g1.model.fk(root, rot, qq)
+    out = []
+    for s, side in enumerate(("left", "right")):
+      v = np.linalg.norm(np.diff(pos[:, g1.foot_bodies[side], :2], axis=0), axis=-1) * m.fps
+      both = m.contacts[1:, s] & m.contacts[:-1, s]
+      out.append(v[both])
+    return float(np.mean(np.concatenate(out)))
+
+  before = skate(m.root_pos, R, q)
+  root2, R2, q2 = hold_stance_feet(g1, m.root_pos, R, q, m.contacts, m.fps)
+  after = skate(root2, R2, q2)
+  assert before > 0.05  # the drift makes it skate (m/s)
+  assert after < 0.3 * before
+  free = ~m.contacts.any(axis=1)
+  np.testing.assert_allclose(q2[free], q[free], atol=1e-9)
+  assert np.abs(q2 - q).max() < 0.2

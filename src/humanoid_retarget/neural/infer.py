@@ -28,7 +28,7 @@ from humanoid_retarget.human.contacts import detect_contacts
 from humanoid_retarget.human.motion import HumanMotion
 from humanoid_retarget.io.motion import RobotMotion
 from humanoid_retarget.neural.features import HumanFrame, decode_robot, human_features
-from humanoid_retarget.retarget.kinematic import floor_correction, make_motion, rate_limit
+from humanoid_retarget.retarget.kinematic import floor_correction, hold_stance_feet, joint_limits, make_motion, rate_limit
 
 FPS = 30.0
 MAX_STEP_RAD = 0.45  # per 1/30 s, below the 0.5 rad joint-jump bound (as the kinematic solver)
@@ -46,6 +46,8 @@ class NeuralConfig:
     floor: floor correction of the root height (stance feet on the floor, none below it).
     rate_limit: bound joint speed by the robot's velocity limits and 0.45 rad per 1/30 s.
     pin_feet: move the root horizontally so that feet in contact do not slide.
+    hold_feet: then hold each stance foot at its phase-mean pose by small leg and root moves
+      (``kinematic.hold_stance_feet``); removes the skate the root shift alone leaves.
     collisions: push legs and arms out of self-collision (feet, arms against the torso).
     smooth_sigma: Gaussian low-pass of the network output over time (frames at 30 fps; 0 = off).
     threads: torch threads (0 = leave torch's setting).
@@ -58,6 +60,7 @@ class NeuralConfig:
   floor: bool = True
   rate_limit: bool = True
   pin_feet: bool = True
+  hold_feet: bool = True
   collisions: bool = True
   smooth_sigma: float = 1.0
   threads: int = 2
@@ -290,25 +293,18 @@ def decode_tracks(robot, y: np.ndarray, frame: HumanFrame, human: HumanMotion, c
   if abs(human.fps - FPS) > 1e-3:
     root, R, q = _resample_back(root, R, q, human.num_frames, human.fps)
   if cfg.clamp:
-    rng = robot.model.joint_range
-    m = robot.config.joint_limit_margin
-    lo, hi = rng[:, 0] + m, rng[:, 1] - m
-    mid = 0.5 * (rng[:, 0] + rng[:, 1])
-    q = np.clip(q, np.where(lo > hi, mid, lo), np.where(lo > hi, mid, hi))
-  pos = rot = None
-  q0 = q
-  if cfg.collisions or cfg.pin_feet:
-    pos, rot = robot.model.fk(root, R, q)  # one FK shared by the steps below
+    q = np.clip(q, *joint_limits(robot))
+  contacts = detect_contacts(human)
+  # Feet first (root shift, then small leg moves), then collisions (which may move the legs a little),
+  # then joint speed: each step sees the pose the one before it left.
+  if cfg.pin_feet:
+    root = pin_feet(robot, root, R, q, contacts, human.fps)
+  if cfg.hold_feet:
+    root, R, q = hold_stance_feet(robot, root, R, q, contacts, human.fps)
   if cfg.collisions:
-    q = repair_collisions(robot, root, R, q, pose=(pos, rot))
+    q = repair_collisions(robot, root, R, q)
   if cfg.rate_limit and q.shape[0] > 1:
     q = rate_limit(q, np.minimum(robot.velocity_limits / human.fps, MAX_STEP_RAD * 30.0 / human.fps))
-  contacts = detect_contacts(human)
-  if cfg.pin_feet:
-    changed = np.flatnonzero(np.any(q != q0, axis=1))
-    if len(changed):
-      pos[changed], rot[changed] = robot.model.fk(root[changed], R[changed], q[changed])
-    root = pin_feet(robot, root, R, q, contacts, human.fps, pos=pos)
   if cfg.floor:
     root = floor_correction(robot, root, R, q, contacts, human.fps)
   return root, R, q, contacts

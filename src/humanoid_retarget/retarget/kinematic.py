@@ -181,12 +181,7 @@ def solve(targets: Targets, robot: Robot, fps: float, cfg: KinematicConfig = Kin
   L = len(links)
   nq = m.num_joints
   nv = 6 + nq
-  lo = m.joint_range[:, 0] + robot.config.joint_limit_margin
-  hi = m.joint_range[:, 1] - robot.config.joint_limit_margin
-  bad = lo > hi
-  mid = 0.5 * (m.joint_range[:, 0] + m.joint_range[:, 1])
-  lo = np.where(bad, mid, lo)
-  hi = np.where(bad, mid, hi)
+  lo, hi = joint_limits(robot)
   q_nom = np.clip(np.zeros(nq), lo, hi)
   # Start joints that rest near a bound (knees) away from it, so the first steps can bend them either way.
   q_start = np.clip(np.zeros(nq), np.minimum(lo + 0.3, hi), np.maximum(hi - 0.3, lo))
@@ -311,6 +306,74 @@ def _push_apart(robot: Robot, cp: CollisionPairs, root_pos: np.ndarray, root_rot
     dq = np.linalg.solve(H, np.einsum("tpv,tp->tv", jrow, res)[..., None])[..., 0]
     q[tt] = np.clip(q[tt] + dq, lo, hi)
   return q
+
+
+def hold_stance_feet(robot: Robot, root_pos: np.ndarray, root_rot: np.ndarray, q: np.ndarray, contacts: np.ndarray,
+                     fps: float, iterations: int = 3, foot_weight: float = 10.0, stay: float = 0.3,
+                     ease_s: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Stance feet held still by small moves of the legs and root; the rest of the motion is kept.
+
+  For a motion made elsewhere (the neural retargeter's): in each contact phase (``contacts`` (T, 2)) a foot
+  link's target is its phase-mean position and orientation, eased in and out over ``ease_s``; a few
+  Gauss-Newton steps of the solver's kernels on those links alone, with every joint and the root position
+  pulled back to where it started (weight ``stay``) and the root orientation held, move it there.
+
+  Args: root_pos (T, 3), root_rot (T, 3, 3), q (T, J). Returns the three, changed.
+  """
+  from humanoid_retarget.human.contacts import contact_phases
+
+  m = robot.model
+  links = robot.config.links
+  T = q.shape[0]
+  feet = [(s, k) for s, side in enumerate(("left", "right")) for k, lk in enumerate(links)
+          if lk.orientation == f"{side}_foot"]
+  if T < 2 or not feet or not contacts.any():
+    return root_pos, root_rot, q
+  c64 = np.ascontiguousarray
+  root_pos, root_rot, q = (c64(a, dtype=np.float64).copy() for a in (root_pos, root_rot, q))
+  ks = np.array([k for _, k in feet])
+  fb = c64(robot.link_body[ks])
+  fp = c64(robot.link_point[ks], dtype=np.float64)
+  pos, rot = m.fk(root_pos, root_rot, q)
+  pts = pos[:, fb] + np.einsum("tkij,kj->tki", rot[:, fb], fp)  # (T, F, 3)
+  tgt_pos, tgt_rot = pts.copy(), rot[:, fb].copy()
+  w = np.zeros((T, len(feet)))
+  ease = max(ease_s * fps, 1.0)
+  for i, (s, _) in enumerate(feet):
+    for a, b in contact_phases(contacts[:, s]):
+      tgt_pos[a:b, i] = pts[a:b, i].mean(axis=0)
+      tgt_rot[a:b, i] = Rotation.from_matrix(tgt_rot[a:b, i]).mean().as_matrix()
+      t = np.arange(b - a)
+      w[a:b, i] = foot_weight * np.minimum(np.minimum(t + 1, b - a - t) / ease, 1.0)
+  # The root orientation is held by an orientation residual on the root body (the proximal pull of the
+  # step covers the root position and the joints).
+  root_b = m.body_index(robot.config.root_body)
+  rot_body = np.append(fb, root_b).astype(np.int64)
+  tgt_rot = c64(np.concatenate([tgt_rot, root_rot[:, None]], axis=1))
+  w_rot = c64(np.concatenate([w, np.full((T, 1), foot_weight)], axis=1))
+  lo, hi = joint_limits(robot)
+  nq, nv = m.num_joints, 6 + m.num_joints
+  anc_idx, anc_n = robot_ancestors(m)
+  H, g, cost, pos_sq = np.empty((T, nv, nv)), np.empty((T, nv)), np.empty(T), np.empty(T)
+  no_pairs = np.zeros((0, 2), dtype=np.int64)
+  cp = collision_pairs(robot)
+  q_start, p_start = q.copy(), root_pos.copy()
+  lam = np.full(T, 1e-3)
+  for _ in range(iterations):
+    linearize(*m.kinematic_arrays(), m.joint_body, anc_idx, anc_n, root_pos, root_rot, q, fb, fp, c64(tgt_pos),
+              c64(w), rot_body, tgt_rot, w_rot, np.zeros(nq), np.zeros(nq), cp.cap_body, cp.cap_a, cp.cap_b,
+              cp.cap_r, no_pairs, 0.0, 0.0, H, g, cost, np.empty((T, 0)), pos_sq)
+    gn_step(H, g, root_pos, root_rot, q, lam, q_start, p_start, stay**2, lo, hi, 0.3, 0.05)
+  return root_pos, root_rot, q
+
+
+def joint_limits(robot: Robot) -> tuple[np.ndarray, np.ndarray]:
+  """Joint bounds (J,) tightened by the config's margin (the middle of the range where it is too narrow)."""
+  rng = robot.model.joint_range
+  lo = rng[:, 0] + robot.config.joint_limit_margin
+  hi = rng[:, 1] - robot.config.joint_limit_margin
+  mid = 0.5 * (rng[:, 0] + rng[:, 1])
+  return np.where(lo > hi, mid, lo), np.where(lo > hi, mid, hi)
 
 
 def foot_lowest(robot: Robot, pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
