@@ -124,7 +124,7 @@ def main() -> int:
 
   # 2. quality
   raw = retarget_neural_many(humans, robot, ckpt,
-                             replace(NeuralConfig(), clamp=False, floor=False, rate_limit=False, pin_feet=False,
+                             replace(NeuralConfig(), clamp=False, floor=False, rate_limit=False, pin_feet=False, hold_feet=False,
                                      collisions=False, smooth_sigma=0.0))
   out["metrics"] = {"kinematic": agg(robot, kin, humans), "neural": agg(robot, neural, humans),
                     "neural_no_postprocess": agg(robot, raw, humans)}
