@@ -10,7 +10,7 @@ from humanoid_retarget.pipeline import cached_robot
 from humanoid_retarget.retarget import gn_kernel as G
 from humanoid_retarget.retarget.kinematic import collision_pairs, robot_ancestors
 from humanoid_retarget.robot import kernels as K
-from humanoid_retarget.robot.collision import capsule_distance, segment_closest_points
+from humanoid_retarget.robot.collision import segment_closest_points
 
 
 def test_rotvec_roundtrip_matches_scipy():
@@ -31,21 +31,39 @@ def test_rotvec_roundtrip_matches_scipy():
       np.testing.assert_allclose(out, ref, atol=1e-9)
 
 
-def test_closest_points_match_numpy_and_hand_case():
-  # Hand case: crossing segments 1 m apart along z; closest points at the crossing.
-  c1, c2 = np.empty(3), np.empty(3)
-  G._closest_points(np.array([-1.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0, -1.0, 1]), np.array([0, 1.0, 1]), c1, c2)
+def test_closest_points_hand_cases_and_brute_force():
+  # Hand cases: crossing segments 1 m apart along z meet at the crossing; parallel overlapping segments
+  # 0.5 m apart give a pair 0.5 m apart; a point against a segment projects onto it (clamped at the end).
+  c1, c2 = segment_closest_points(np.array([-1.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0, -1.0, 1]),
+                                  np.array([0, 1.0, 1]))
   np.testing.assert_allclose(c1, [0, 0, 0])
   np.testing.assert_allclose(c2, [0, 0, 1])
+  c1, c2 = segment_closest_points(np.array([0.0, 0, 0]), np.array([2.0, 0, 0]), np.array([1.0, 0.5, 0]),
+                                  np.array([3.0, 0.5, 0]))
+  assert abs(np.linalg.norm(c1 - c2) - 0.5) < 1e-12 and 1.0 - 1e-12 <= c1[0] <= 2.0 + 1e-12
+  c1, c2 = segment_closest_points(np.array([3.0, 1, 0]), np.array([3.0, 1, 0]), np.array([0.0, 0, 0]),
+                                  np.array([2.0, 0, 0]))
+  np.testing.assert_allclose(c1, [3, 1, 0])
+  np.testing.assert_allclose(c2, [2, 0, 0])
+  # Random segments (some degenerate): no pair of sampled points is closer than the returned pair, and
+  # the returned points lie on their segments.
   rng = np.random.default_rng(1)
-  P = rng.normal(size=(300, 4, 3))
-  P[:20, 3] = P[:20, 2]  # degenerate second segment (a sphere)
-  P[20:40, 1] = P[20:40, 0]  # degenerate first segment
-  r1, r2 = segment_closest_points(P[:, 0], P[:, 1], P[:, 2], P[:, 3])
-  for k in range(len(P)):
-    G._closest_points(P[k, 0], P[k, 1], P[k, 2], P[k, 3], c1, c2)
-    np.testing.assert_allclose(c1, r1[k], atol=1e-9)
-    np.testing.assert_allclose(c2, r2[k], atol=1e-9)
+  P = rng.normal(size=(200, 4, 3))
+  P[:20, 3] = P[:20, 2]
+  P[20:40, 1] = P[20:40, 0]
+  c1, c2 = segment_closest_points(P[:, 0], P[:, 1], P[:, 2], P[:, 3])
+  s = np.linspace(0.0, 1.0, 101)
+  A = P[:, None, 0] + s[None, :, None] * (P[:, None, 1] - P[:, None, 0])  # (N, S, 3)
+  B = P[:, None, 2] + s[None, :, None] * (P[:, None, 3] - P[:, None, 2])
+  brute = np.linalg.norm(A[:, :, None] - B[:, None, :], axis=-1).min(axis=(1, 2))
+  d = np.linalg.norm(c1 - c2, axis=-1)
+  assert np.all(d <= brute + 1e-12)
+  assert np.all(brute - d < 0.05)  # the grid is 1/100 of each segment
+  for c, (p, q) in ((c1, (P[:, 0], P[:, 1])), (c2, (P[:, 2], P[:, 3]))):
+    u = q - p
+    t = np.einsum("ni,ni->n", c - p, u) / np.maximum(np.einsum("ni,ni->n", u, u), 1e-300)
+    assert np.all((t > -1e-9) & (t < 1 + 1e-9))
+    np.testing.assert_allclose(p + t[:, None] * u, c, atol=1e-9)
 
 
 def _random_state(robot, T=7, seed=2):

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from humanoid_retarget.robot.kernels import JIT_FAST as JIT, fk_frame, matrix_to_rotvec, rotvec_to_matrix
+from humanoid_retarget.robot.kernels import JIT_FAST as JIT
+from humanoid_retarget.robot.kernels import closest_points, fk_frame, matrix_to_rotvec, rotvec_to_matrix
 
 
 def ancestor_table(ancestor_joint_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -26,38 +27,6 @@ def ancestor_table(ancestor_joint_mask: np.ndarray) -> tuple[np.ndarray, np.ndar
     idx = np.flatnonzero(row)
     table[b, :len(idx)] = idx
   return table, counts
-
-
-@nb.njit(inline='always', **JIT)
-def _closest_points(p1, q1, p2, q2, c1, c2):
-  """Closest points c1, c2 (3,) between segments [p1, q1] and [p2, q2] (Ericson 5.1.9), as
-  ``robot.collision.segment_closest_points`` for one pair (scalar code: no temporaries)."""
-  d10, d11, d12 = q1[0] - p1[0], q1[1] - p1[1], q1[2] - p1[2]
-  d20, d21, d22 = q2[0] - p2[0], q2[1] - p2[1], q2[2] - p2[2]
-  r0, r1, r2 = p1[0] - p2[0], p1[1] - p2[1], p1[2] - p2[2]
-  a = d10 * d10 + d11 * d11 + d12 * d12
-  e = d20 * d20 + d21 * d21 + d22 * d22
-  f = d20 * r0 + d21 * r1 + d22 * r2
-  c = d10 * r0 + d11 * r1 + d12 * r2
-  b = d10 * d20 + d11 * d21 + d12 * d22
-  eps = 1e-12
-  denom = a * e - b * b
-  s = 0.0
-  if denom > eps:
-    s = min(max((b * f - c * e) / denom, 0.0), 1.0)
-  t = (b * s + f) / e if e > eps else 0.0
-  if t < 0.0:
-    s = min(max(-c / a, 0.0), 1.0) if a > eps else 0.0
-    t = 0.0
-  elif t > 1.0:
-    s = min(max((b - c) / a, 0.0), 1.0) if a > eps else 0.0
-    t = 1.0
-  if a <= eps:
-    s = 0.0
-  if e <= eps and a > eps:
-    s = min(max(-c / a, 0.0), 1.0)
-  c1[0], c1[1], c1[2] = p1[0] + d10 * s, p1[1] + d11 * s, p1[2] + d12 * s
-  c2[0], c2[1], c2[2] = p2[0] + d20 * t, p2[1] + d21 * t, p2[2] + d22 * t
 
 
 @nb.njit(inline='always', **JIT)
@@ -92,7 +61,7 @@ def _pair_distance(pos, rot, cap_body, cap_a, cap_b, cap_r, ia, ib, bound, a1, b
   gap = np.sqrt(h0 * h0 + h1 * h1 + h2 * h2) - la - lb - cap_r[ia] - cap_r[ib]
   if gap > bound:
     return gap
-  _closest_points(a1, b1, a2, b2, c1, c2)
+  closest_points(a1, b1, a2, b2, c1, c2)
   n0, n1, n2 = c1[0] - c2[0], c1[1] - c2[1], c1[2] - c2[2]
   return np.sqrt(n0 * n0 + n1 * n1 + n2 * n2) - cap_r[ia] - cap_r[ib]
 

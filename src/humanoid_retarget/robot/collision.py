@@ -1,39 +1,22 @@
-"""Closed-form capsule-capsule distances, vectorised."""
+"""Closed-form capsule-capsule distances on arrays (the per-pair kernel is ``robot.kernels.closest_points``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from humanoid_retarget.robot.kernels import closest_points_batch
+
 
 def segment_closest_points(p1: np.ndarray, q1: np.ndarray, p2: np.ndarray, q2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Closest points between segments [p1, q1] and [p2, q2] (Ericson, Real-Time Collision Detection 5.1.9).
 
-  Args: (..., 3) arrays. Returns: c1, c2 (..., 3), the closest points on each segment.
+  Args: (..., 3) arrays (broadcast). Returns: c1, c2 (..., 3), the closest points on each segment.
   """
-  d1 = q1 - p1
-  d2 = q2 - p2
-  r = p1 - p2
-  a = np.sum(d1 * d1, -1)
-  e = np.sum(d2 * d2, -1)
-  f = np.sum(d2 * r, -1)
-  c = np.sum(d1 * r, -1)
-  b = np.sum(d1 * d2, -1)
-  eps = 1e-12
-  denom = a * e - b * b
-  with np.errstate(divide="ignore", invalid="ignore"):
-    s = np.where(denom > eps, np.clip((b * f - c * e) / np.where(denom > eps, denom, 1.0), 0.0, 1.0), 0.0)
-    t = np.where(e > eps, (b * s + f) / np.where(e > eps, e, 1.0), 0.0)
-    # Clamp t and recompute s.
-    t_c = np.clip(t, 0.0, 1.0)
-    s = np.where(t < 0.0, np.clip(-c / np.where(a > eps, a, 1.0), 0.0, 1.0), s)
-    s = np.where(t > 1.0, np.clip((b - c) / np.where(a > eps, a, 1.0), 0.0, 1.0), s)
-    t = t_c
-    s = np.where(a > eps, s, 0.0)
-    # Degenerate second segment: t = 0, s from projection.
-    s = np.where((e <= eps) & (a > eps), np.clip(-c / np.where(a > eps, a, 1.0), 0.0, 1.0), s)
-  c1 = p1 + d1 * s[..., None]
-  c2 = p2 + d2 * t[..., None]
-  return c1, c2
+  shape = np.broadcast_shapes(np.shape(p1), np.shape(q1), np.shape(p2), np.shape(q2))
+  flat = [np.ascontiguousarray(np.broadcast_to(x, shape), dtype=np.float64).reshape(-1, 3) for x in (p1, q1, p2, q2)]
+  c1, c2 = np.empty_like(flat[0]), np.empty_like(flat[0])
+  closest_points_batch(*flat, c1, c2)
+  return c1.reshape(shape), c2.reshape(shape)
 
 
 def capsule_distance(p1, q1, r1, p2, q2, r2):

@@ -140,3 +140,42 @@ def fk_batch(parent, body_pos, body_rot, joint_start, joint_axis, joint_anchor, 
   for t in range(q.shape[0]):
     fk_frame(parent, body_pos, body_rot, joint_start, joint_axis, joint_anchor, root_pos[t], root_rot[t], q[t],
              pos[t], rot[t])
+
+
+@nb.njit(inline='always', **JIT)
+def closest_points(p1, q1, p2, q2, c1, c2):
+  """Closest points c1, c2 (3,) between segments [p1, q1] and [p2, q2] (3,) (Ericson, Real-Time Collision
+  Detection 5.1.9; a degenerate segment is a point). Scalar code: no temporaries."""
+  d10, d11, d12 = q1[0] - p1[0], q1[1] - p1[1], q1[2] - p1[2]
+  d20, d21, d22 = q2[0] - p2[0], q2[1] - p2[1], q2[2] - p2[2]
+  r0, r1, r2 = p1[0] - p2[0], p1[1] - p2[1], p1[2] - p2[2]
+  a = d10 * d10 + d11 * d11 + d12 * d12
+  e = d20 * d20 + d21 * d21 + d22 * d22
+  f = d20 * r0 + d21 * r1 + d22 * r2
+  c = d10 * r0 + d11 * r1 + d12 * r2
+  b = d10 * d20 + d11 * d21 + d12 * d22
+  eps = 1e-12
+  denom = a * e - b * b
+  s = 0.0
+  if denom > eps:
+    s = min(max((b * f - c * e) / denom, 0.0), 1.0)
+  t = (b * s + f) / e if e > eps else 0.0
+  if t < 0.0:
+    s = min(max(-c / a, 0.0), 1.0) if a > eps else 0.0
+    t = 0.0
+  elif t > 1.0:
+    s = min(max((b - c) / a, 0.0), 1.0) if a > eps else 0.0
+    t = 1.0
+  if a <= eps:
+    s = 0.0
+  if e <= eps and a > eps:
+    s = min(max(-c / a, 0.0), 1.0)
+  c1[0], c1[1], c1[2] = p1[0] + d10 * s, p1[1] + d11 * s, p1[2] + d12 * s
+  c2[0], c2[1], c2[2] = p2[0] + d20 * t, p2[1] + d21 * t, p2[2] + d22 * t
+
+
+@nb.njit(**JIT)
+def closest_points_batch(p1, q1, p2, q2, c1, c2):
+  """:func:`closest_points` for N segment pairs: p1, q1, p2, q2 (N, 3) -> c1, c2 (N, 3) in place."""
+  for n in range(p1.shape[0]):
+    closest_points(p1[n], q1[n], p2[n], q2[n], c1[n], c2[n])
