@@ -309,7 +309,7 @@ def _push_apart(robot: Robot, cp: CollisionPairs, root_pos: np.ndarray, root_rot
 
 
 def hold_stance_feet(robot: Robot, root_pos: np.ndarray, root_rot: np.ndarray, q: np.ndarray, contacts: np.ndarray,
-                     fps: float, iterations: int = 2, foot_weight: float = 10.0, stay: float = 0.3,
+                     fps: float, iterations: int = 4, foot_weight: float = 10.0, stay: float = 0.3,
                      ease_s: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Stance feet held still by small moves of the legs and root; the rest of the motion is kept.
 
