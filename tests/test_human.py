@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from humanoid_retarget.errors import SkeletonError
-from humanoid_retarget.human.bvh_import import BvhImportConfig, load_bvh
+from humanoid_retarget.human.bvh_import import load_bvh
 from humanoid_retarget.human.contacts import detect_contacts, hysteresis
 from humanoid_retarget.human.motion import J, frames_from_positions, trunk_frames
 from humanoid_retarget.human.sample import sample_walk_bvh

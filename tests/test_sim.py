@@ -152,50 +152,6 @@ def test_swing_lift_profile():
   assert rate[12, 0] > 0 > rate[28, 0]
 
 
-def test_clean_contacts_and_planned_feet():
-  from humanoid_retarget.sim.tracker import clean_contacts, planned_feet
-
-  T = 60
-  contact = np.ones((T, 2), dtype=bool)
-  contact[20:40, 0] = False  # a left swing
-  contact[30, 0] = True  # a one-frame stance blip inside it
-  contact[10:12, 1] = False  # a two-frame label drop of the right foot
-  c = clean_contacts(contact)
-  assert c[10:12, 1].all() and not c[20:40, 0].any()
-  pos = np.zeros((T, 2, 3))
-  pos[:, 1, 1] = -0.2
-  pos[:, 0, 0] = np.clip((np.arange(T) - 20) / 20.0, 0.0, 1.0) * 0.4  # the left foot moves 0.4 m forward
-  pos[..., 2] = 0.035
-  mats = np.tile(np.eye(3), (T, 2, 1, 1))
-  p, R = planned_feet(pos, mats, np.zeros((T, 2)), c, height=0.06)
-  assert np.allclose(p[:20, 0], [0.0, 0.0, 0.035]) and np.allclose(p[40:, 0], [0.4, 0.0, 0.035])
-  assert p[28:32, 0, 2].max() == pytest.approx(0.035 + 0.06, abs=2e-3)  # mid-swing clearance
-  assert np.all(np.diff(p[20:41, 0, 0]) >= -1e-12)  # monotone towards the next foothold
-  assert np.allclose(R[..., 2, 2], 1.0)  # level soles
-
-
-def test_repaired_reference_feet_follow_plan(sim):
-  from humanoid_retarget.sim.reference import make_reference
-  from humanoid_retarget.sim.tracker import (clean_contacts, kinematic_contacts, planned_feet, reference_features,
-                                             repaired_reference)
-
-  ref = make_reference(_stepping_motion(sim, 3.0), sim)
-  f0 = reference_features(sim, ref, feasible_com=False, swing_clearance=0.0)
-  # the stepping motion's feet never leave the floor kinematically: with kinematic contacts nothing swings
-  kin = kinematic_contacts(f0.foot_pos, f0.foot_mat, f0.sole_height, 1 / ref.fps, 0.02, 0.5)
-  assert kin.all() and np.array_equal(repaired_reference(sim, ref).contacts, clean_contacts(kin | f0.contact))
-  rep = repaired_reference(sim, ref, swing_height=0.05, kin_contacts=False)  # the labels' steps
-  f1 = reference_features(sim, rep, feasible_com=False, swing_clearance=0.0)
-  c = clean_contacts(f0.contact)
-  assert np.array_equal(c, rep.contacts)
-  plan, _ = planned_feet(f0.foot_pos, f0.foot_mat, f0.sole_height, c, 0.05)
-  assert np.abs(f1.foot_pos - plan).max() < 0.01  # the IK legs reach the planned feet
-  assert f1.foot_pos[..., 2].max() > 0.035 + 0.04  # ... which lift in swing
-  assert np.array_equal(rep.body_pos, ref.body_pos)  # evaluation targets unchanged
-  upper = [i for i, n in enumerate(sim.joint_names) if not any(k in n for k in ("hip", "knee", "ankle"))]
-  assert np.allclose(rep.qpos[:, 7 + np.array(upper)], ref.qpos[:, 7 + np.array(upper)])
-
-
 def test_stepping_reference_switches_settings(sim):
   from humanoid_retarget.sim.reference import make_reference
   from humanoid_retarget.sim.tracker import STEPPING_OVERRIDES, TrackerConfig, WholeBodyQPTracker, stepping_reference

@@ -11,7 +11,6 @@ import html.parser
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess

@@ -70,7 +70,6 @@ def detect_contacts(human: HumanMotion, cfg: ContactConfig = ContactConfig()) ->
   T = human.num_frames
   P = human.positions
   pts = P[:, [J("left_ankle"), J("right_ankle"), J("left_foot"), J("right_foot")]]  # (T, 4, 3)
-  ank, toe = pts[:, :2], pts[:, 2:]
   h_all = pts[..., 2] - np.percentile(pts[..., 2], 5, axis=0)  # heights above each point's standing height
   h_ank, h_toe = h_all[:, :2], h_all[:, 2:]
   h = np.minimum(h_ank, h_toe)  # (T, 2)

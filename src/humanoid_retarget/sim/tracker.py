@@ -124,7 +124,6 @@ class TrackerConfig:
   # hold the robot (capture point within its sole + margin); None: lift when the reference does
   contact_hold: int = 3  # a foot that bounced off the floor counts as on it for this many control steps
   strict_schedule: bool = False  # lift feet on the reference's schedule (ignores ds_steps / capture_margin)
-  swing_latch: bool = False  # a foot that left stance stays a swing foot until the reference lands it
   ds_steps: int = 3  # control steps a landed foot carries load before the other may lift
   touchdown_depth: float = 0.02  # m, a foot the reference has landed aims this far below it
   step_gain: float = 1.0  # capture-point foot placement (0 disables)
@@ -137,11 +136,6 @@ class TrackerConfig:
   swing_clearance: float = 0.04  # m, added to the reference swing-foot height mid-swing
   effort_margin: float = 0.95  # fraction of the effort limits the QP may use
   predict_vel: float = 1.0  # targets aim at the state predicted for mid-step (0 = the current state)
-  repair_legs: bool = False  # track legs re-solved (IK) for clean footholds and a supportable CoM (see
-  # repaired_reference); the evaluation still compares with the given reference
-  repair_swing_height: float = 0.06  # m, swing-foot lift of those planned feet
-  repair_com: bool = True  # shift the root so the reference CoM follows the LIP-feasible path
-  repair_kin_contacts: bool = True  # footholds from the labels plus kinematic contacts (else the labels only)
   # overrides used when the reference walks or runs (stepping_reference); None: one configuration for all clips
   stepping: dict | None = field(default_factory=lambda: dict(STEPPING_OVERRIDES))
   mode: str = "qp"  # 'qp': whole-body QP torques; 'pd': reference targets only (baseline)
@@ -369,161 +363,6 @@ def _runs(x: np.ndarray) -> list[tuple[bool, int, int]]:
   return out
 
 
-def clean_contacts(contact: np.ndarray, min_swing: int = 3, min_stance: int = 2) -> np.ndarray:
-  """Contact labels (T, 2) with swing gaps shorter than ``min_swing`` frames filled and stance blips shorter
-  than ``min_stance`` frames (inside a swing) removed."""
-  out = contact.astype(bool).copy()
-  T = len(out)
-  for f in range(2):
-    for v, s, e in _runs(out[:, f]):
-      if not v and e - s < min_swing and s > 0 and e < T:
-        out[s:e, f] = True
-    for v, s, e in _runs(out[:, f]):
-      if v and e - s < min_stance and s > 0 and e < T:
-        out[s:e, f] = False
-  return out
-
-
-def kinematic_contacts(foot_pos: np.ndarray, foot_mat: np.ndarray, sole: np.ndarray, dt: float,
-                       height: float = 0.012, speed: float = 0.3) -> np.ndarray:
-  """Feet on the floor from the reference's kinematics (T, 2) bool: the lowest sole corner below ``height``
-  and the sole centre moving horizontally slower than ``speed`` (m/s). The motion files' labels drop feet
-  that stand on the floor in places (and flicker), so the planned footholds use these instead."""
-  ctr = foot_pos + np.einsum("tfij,j->tfi", foot_mat, np.array([0.04, 0.0, -0.035]))
-  v = np.linalg.norm(gaussian_filter1d(np.gradient(ctr[..., :2], dt, axis=0), 1.0, axis=0, mode="nearest"), axis=-1)
-  return (sole < height) & (v < speed)
-
-
-def planned_feet(foot_pos: np.ndarray, foot_mat: np.ndarray, sole: np.ndarray, contact: np.ndarray,
-                 height: float = 0.06, ankle_z: float = 0.035) -> tuple[np.ndarray, np.ndarray]:
-  """Clean foot trajectories from the reference's footholds: flat, fixed feet in stance, level swings.
-
-  Each stance phase holds the reference foot's pose at the frames where its sole is flattest (the median
-  over those frames; heading only, sole level, on the floor). A swing goes from one foothold to the next on a
-  minimum-jerk curve in x, y and heading, raised by ``height sin(pi s)``. Phases cut by the clip ends start
-  or end at the reference foot. Returns ankle-roll body positions (T, 2, 3) and rotations (T, 2, 3, 3).
-  """
-  T = len(contact)
-  pos = np.zeros((T, 2, 3))
-  yaw = np.zeros((T, 2))
-  ryaw = np.arctan2(foot_mat[:, :, 1, 0], foot_mat[:, :, 0, 0])
-  for f in range(2):
-    runs = _runs(contact[:, f])
-    holds = {}
-    for v, s, e in runs:
-      if not v:
-        continue
-      sl = sole[s:e, f]
-      flat = np.flatnonzero(sl <= np.min(sl) + 0.005)
-      idx = s + flat
-      xy = np.median(foot_pos[idx, f, :2], axis=0)
-      yw = float(np.angle(np.mean(np.exp(1j * ryaw[idx, f]))))
-      holds[s] = (xy, yw)
-      pos[s:e, f, :2] = xy
-      pos[s:e, f, 2] = ankle_z
-      yaw[s:e, f] = yw
-    for i, (v, s, e) in enumerate(runs):
-      if v:
-        continue
-      prev = holds.get(runs[i - 1][1]) if i > 0 else None
-      nxt = holds.get(runs[i + 1][1]) if i + 1 < len(runs) else None
-      p0 = prev if prev is not None else (foot_pos[s, f, :2], float(ryaw[s, f]))
-      p1 = nxt if nxt is not None else (foot_pos[e - 1, f, :2], float(ryaw[e - 1, f]))
-      n = e - s
-      u = (np.arange(n) + 1.0) / (n + 1.0)
-      off = 0.0
-      if prev is None and nxt is not None:  # clip starts mid-swing: the second half of a swing
-        u = 0.5 + 0.5 * u
-        off = 1.0
-      elif nxt is None and prev is not None:
-        u = 0.5 * u
-      sm = 10 * u ** 3 - 15 * u ** 4 + 6 * u ** 5
-      if prev is None and nxt is not None:
-        sm = (sm - sm[0]) / max(1.0 - sm[0], 1e-9) if n > 1 else np.ones(n)
-      dyaw = _wrap(p1[1] - p0[1])
-      pos[s:e, f, :2] = p0[0] + sm[:, None] * (np.asarray(p1[0]) - np.asarray(p0[0]))
-      z0 = foot_pos[s, f, 2] if prev is None else ankle_z
-      pos[s:e, f, 2] = ankle_z + height * np.sin(np.pi * u) + (z0 - ankle_z) * (1 - sm) * off
-      yaw[s:e, f] = p0[1] + sm * dyaw
-  mat = np.zeros((T, 2, 3, 3))
-  c, sn = np.cos(yaw), np.sin(yaw)
-  mat[..., 0, 0], mat[..., 0, 1], mat[..., 1, 0], mat[..., 1, 1], mat[..., 2, 2] = c, -sn, sn, c, 1.0
-  return pos, mat
-
-
-def repaired_reference(sim: SimModel, ref: Reference, swing_height: float = 0.06, com_shift: bool = True,
-                       zmp_margin: float = 0.01, iters: int = 12, kin_contacts: bool = True) -> Reference:
-  """A controller-side reference whose legs are consistent with clean footholds and a supportable CoM.
-
-  The upper body is the reference's. The feet follow :func:`planned_feet` (flat stance on the reference's
-  footholds, level swings ``swing_height`` high); the root is shifted horizontally by the difference
-  between the LIP-feasible CoM path (:func:`feasible_com_trajectory` on those footholds) and the
-  reference CoM; the leg joints are solved by damped least-squares IK for the planned feet. Only the
-  tracker uses it; evaluation stays against ``ref``.
-  """
-  m = sim.model
-  d = mujoco.MjData(m)
-  T = ref.num_frames
-  dt = 1.0 / ref.fps
-  feet = [m.body(f"{sd}_ankle_roll_link").id for sd in SIDES]
-  feat = reference_features(sim, ref, feasible_com=False, swing_clearance=0.0)
-  contact = feat.contact
-  if kin_contacts:  # the labels, plus the frames where a foot evidently stands on the floor
-    contact = contact | kinematic_contacts(feat.foot_pos, feat.foot_mat, feat.sole_height, dt, 0.02, 0.5)
-  contact = clean_contacts(contact)
-  fpos, fmat = planned_feet(feat.foot_pos, feat.foot_mat, feat.sole_height, contact, swing_height)
-  qpos = ref.qpos.copy()
-  if com_shift:
-    com, _, _ = feasible_com_trajectory(feat.com, feat.com_vel, feat.com_acc, fpos, fmat, contact, dt, zmp_margin)
-    qpos[:, :2] += com[:, :2] - feat.com[:, :2]
-  legs = [[j for j, n in enumerate(sim.joint_names) if n.startswith(sd) and re.search(r"hip|knee|ankle", n)]
-          for sd in SIDES]
-  lo = m.jnt_range[m.actuator_trnid[:, 0], 0]
-  hi = m.jnt_range[m.actuator_trnid[:, 0], 1]
-  jacp = np.zeros((3, m.nv))
-  jacr = np.zeros((3, m.nv))
-  is_leg = np.zeros(sim.num_joints, dtype=bool)
-  is_leg[legs[0] + legs[1]] = True
-  q = qpos[0].copy()
-  for t in range(T):
-    q[:7] = qpos[t, :7]
-    q[7:][~is_leg] = qpos[t, 7:][~is_leg]  # legs warm-start from the previous frame's solution
-    if t == 0 or np.abs(q[7:][is_leg] - qpos[t, 7:][is_leg]).max() > 0.8:
-      q[7:] = qpos[t, 7:]  # ... unless it wandered off (a foothold out of reach): restart from the reference
-    for _ in range(iters):
-      d.qpos[:] = q
-      mujoco.mj_kinematics(m, d)
-      mujoco.mj_comPos(m, d)
-      done = True
-      for f in range(2):
-        b = feet[f]
-        ep = fpos[t, f] - d.xpos[b]
-        er = Rotation.from_matrix(fmat[t, f] @ d.xmat[b].reshape(3, 3).T).as_rotvec()
-        if np.linalg.norm(ep) + 0.1 * np.linalg.norm(er) < 1e-4:
-          continue
-        done = False
-        mujoco.mj_jacBody(m, d, jacp, jacr, b)
-        cols = 6 + np.array(legs[f])
-        Jl = np.vstack([jacp[:, cols], jacr[:, cols]])
-        e = np.concatenate([ep, er])
-        dq = Jl.T @ np.linalg.solve(Jl @ Jl.T + 1e-3 * np.eye(6), e)
-        dq *= min(1.0, 0.2 / max(np.abs(dq).max(), 1e-12))  # small steps near the stretched knee
-        q[7 + np.array(legs[f])] = np.clip(q[7 + np.array(legs[f])] + dq, lo[legs[f]], hi[legs[f]])
-      if done:
-        break
-    qpos[t] = q
-  qvel = ref.qvel.copy()
-  sig = max(0.02 * ref.fps, 0.5)
-  qvel[:, :3] = gaussian_filter1d(np.gradient(qpos[:, :3], dt, axis=0), sig, axis=0, mode="nearest")
-  ids = np.array(legs[0] + legs[1])
-  qvel[:, 6 + ids] = gaussian_filter1d(np.gradient(qpos[:, 7 + ids], dt, axis=0), sig, axis=0, mode="nearest")
-  qacc = ref.qacc.copy()
-  qacc[:, :3] = gaussian_filter1d(np.gradient(qvel[:, :3], dt, axis=0), sig, axis=0, mode="nearest")
-  qacc[:, 6 + ids] = gaussian_filter1d(np.gradient(qvel[:, 6 + ids], dt, axis=0), sig, axis=0, mode="nearest")
-  return Reference(fps=ref.fps, qpos=qpos, qvel=qvel, qacc=qacc, body_pos=ref.body_pos, body_quat=ref.body_quat,
-                   contacts=contact)
-
-
 class WholeBodyQPTracker:
   """Whole-body QP controller for one MjData following one reference (see module docstring)."""
 
@@ -581,12 +420,7 @@ class WholeBodyQPTracker:
     self.cfg = replace(b, **b.stepping) if self.stepping else b
     self._set_weights()
     c = self.cfg
-    self.iref = sim_ref
-    if c.repair_legs:
-      self.iref = repaired_reference(self.sim, sim_ref, c.repair_swing_height, c.repair_com, c.zmp_margin,
-                                     kin_contacts=c.repair_kin_contacts)
-    self.feat = reference_features(self.sim, self.iref, c.feasible_com, c.zmp_margin,
-                                   0.0 if c.repair_legs else c.swing_clearance)
+    self.feat = reference_features(self.sim, sim_ref, c.feasible_com, c.zmp_margin, c.swing_clearance)
     # control steps until the reference next puts each foot down (0 while it is down)
     con = self.feat.contact
     T = len(con)
@@ -664,7 +498,7 @@ class WholeBodyQPTracker:
       return qpos_r[7:] + s.kd * qvel_r[6:] / s.kp
     if self.feat is None:
       self.set_reference(ref)
-    tau, acc = self.solve(d, self.iref, k)
+    tau, acc = self.solve(d, ref, k)
     tau = np.clip(tau, -s.effort, s.effort)
     dt = s.control_dt
     a = acc[6:]
@@ -684,8 +518,6 @@ class WholeBodyQPTracker:
     st = both.copy()
     for i in range(2):
       j = 1 - i
-      if self.cfg.swing_latch and not ref_on[i] and not self.was_stance[i] and on[j]:
-        continue  # swinging: a touch (toe scuff) does not make it a stance foot while the other foot is down
       if on[i] and not ref_on[i] and not (both[j] and self.on_count[j] >= self.cfg.ds_steps
                                           and self._captured_by(d, j)):
         st[i] = True
