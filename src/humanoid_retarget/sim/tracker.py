@@ -70,12 +70,12 @@ _INF = 1e30
 # pelvis-orientation tasks, little angular-momentum damping, little re-anchoring.
 STEPPING_OVERRIDES = dict(foot_kp=600.0, foot_kd=50.0, foot_rot_kp=400.0, foot_rot_kd=40.0, swing_blend_steps=3,
                           swing_pos_blend_steps=5, swing_weight_ramp=True, level_tilt=0.15, step_horizon=0.5,
-                          step_gain=1.0324773383544372, step_max=0.25220954923411804, capture_margin=None,
-                          dcm_control=False, w_com=9.156395661196795, com_kp=(30.0, 30.0, 99.04970284654576),
-                          zmp_margin=0.0023185477426083067, zmp_shrink=0.7804431667027839,
-                          w_joint=2.339072290578872, w_joint_arm=2.4097492542267145, w_angmom=0.2559351009369992,
-                          w_foot=9.784444984254291, w_root_rot=33.44863605892379, drift_rate=0.05,
-                          swing_clearance=0.061715581936896774, touchdown_depth=0.020188742044855525)
+                          step_gain=1.03, step_max=0.252, capture_margin=None,
+                          dcm_control=False, w_com=9.16, com_kp=(30.0, 30.0, 99.0),
+                          zmp_margin=0.00232, zmp_shrink=0.78,
+                          w_joint=2.34, w_joint_arm=2.41, w_angmom=0.256,
+                          w_foot=9.78, w_root_rot=33.4, drift_rate=0.05,
+                          swing_clearance=0.0617, touchdown_depth=0.0202)
 
 
 @dataclass
