@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from humanoid_retarget.errors import RetargetError
+from humanoid_retarget.retarget.streaming import StreamConfig
 
 
 def _addr(s: str) -> tuple[str, int]:
@@ -358,7 +359,7 @@ def stream(
   robot: str = "unitree_g1_29dof",
   fps: float = 0.0,
   lookahead: int = 0,
-  iterations: int = 3,
+  iterations: int = StreamConfig.iterations,
   skeleton: str = "auto",
   units: str = "auto",
   up_axis: str = "auto",
@@ -396,7 +397,7 @@ def stream(
     quiet: no progress on stderr.
   """
   from humanoid_retarget.human.bvh_import import BvhImportConfig
-  from humanoid_retarget.retarget.streaming import StreamConfig, StreamingRetargeter
+  from humanoid_retarget.retarget.streaming import StreamingRetargeter
   from humanoid_retarget.robot.config import load_robot
 
   rob = load_robot(robot)
