@@ -157,8 +157,7 @@ def _resample_back(root: np.ndarray, R: np.ndarray, q: np.ndarray, n_out: int, f
   return root2, R2, q2
 
 
-def pin_feet(robot, root: np.ndarray, R: np.ndarray, q: np.ndarray, contacts: np.ndarray, fps: float,
-             pos: np.ndarray | None = None) -> np.ndarray:
+def pin_feet(robot, root: np.ndarray, R: np.ndarray, q: np.ndarray, contacts: np.ndarray, fps: float) -> np.ndarray:
   """Root positions (T, 3) moved horizontally so that feet in contact stay put (no skate).
 
   For each contact phase of a foot the correction is its phase-mean position minus where it is;
@@ -172,8 +171,7 @@ def pin_feet(robot, root: np.ndarray, R: np.ndarray, q: np.ndarray, contacts: np
   T = q.shape[0]
   if T < 3 or not contacts.any():
     return root
-  if pos is None:
-    pos, _ = robot.model.fk(root, R, q)
+  pos, _ = robot.model.fk(root, R, q)
   corr = np.zeros((T, 2))
   count = np.zeros(T)
   for s, side in enumerate(("left", "right")):
@@ -237,11 +235,9 @@ def _pair_distances(cp, pairs: np.ndarray, pos: np.ndarray, rot: np.ndarray, cle
 
 
 def repair_collisions(robot, root: np.ndarray, R: np.ndarray, q: np.ndarray, clearance: float = 0.02,
-                      iterations: int = 8, pose: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                      iterations: int = 8) -> np.ndarray:
   """Joint angles (T, J) pushed out of self-collision: minimum-norm joint steps along the gradient of
   each violated capsule distance, on the frames that need it only. Root pose untouched.
-
-  ``pose``: body positions and rotations of ``q`` from ``robot.model.fk`` if already computed.
   """
   from humanoid_retarget.retarget.kinematic import collision_pairs
 
@@ -250,15 +246,11 @@ def repair_collisions(robot, root: np.ndarray, R: np.ndarray, q: np.ndarray, cle
   pairs = _repair_pairs(robot)
   if not len(pairs):
     return q
-  lo = m.joint_range[:, 0] + robot.config.joint_limit_margin
-  hi = m.joint_range[:, 1] - robot.config.joint_limit_margin
+  lo, hi = joint_limits(robot)
   frames = np.arange(q.shape[0])
   q = q.copy()
   for it in range(iterations):
-    if it == 0 and pose is not None:
-      pos, rot = pose
-    else:
-      pos, rot = m.fk(root[frames], R[frames], q[frames])
+    pos, rot = m.fk(root[frames], R[frames], q[frames])
     tt, pp, d, c1, c2 = _pair_distances(cp, pairs, pos, rot, clearance)
     if not len(tt):
       break
