@@ -138,6 +138,8 @@ class TrackerConfig:
   predict_vel: float = 1.0  # targets aim at the state predicted for mid-step (0 = the current state)
   # overrides used when the reference walks or runs (stepping_reference); None: one configuration for all clips
   stepping: dict | None = field(default_factory=lambda: dict(STEPPING_OVERRIDES))
+  # footstep search by look-ahead simulation for stepping references (sim.search.SearchConfig fields); None: off
+  search: dict | None = field(default_factory=dict)
   mode: str = "qp"  # 'qp': whole-body QP torques; 'pd': reference targets only (baseline)
   terminations: TerminationConfig = field(default_factory=TerminationConfig)
 
@@ -161,6 +163,7 @@ class TrackResult:
   failed_at: int  # first failing control step, -1 when the clip reached the end
   wall_time: float
   sim_time: float
+  decisions: list = field(default_factory=list)  # footstep search: (step, foot, offset, CoM offset, score, n)
 
   @property
   def success(self) -> bool:
@@ -184,6 +187,25 @@ def _rz(yaw: float) -> np.ndarray:
 def _yaw(R: np.ndarray) -> float:
   """Heading of a rotation matrix (its x axis projected on the floor)."""
   return float(np.arctan2(R[1, 0], R[0, 0]))
+
+
+def _rotvec(R: np.ndarray) -> np.ndarray:
+  """Rotation vector (3,) of a rotation matrix (3, 3): the log map, fast for one matrix."""
+  c = np.clip(0.5 * (R[0, 0] + R[1, 1] + R[2, 2] - 1.0), -1.0, 1.0)
+  w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+  ang = np.arccos(c)
+  if ang < 1e-6:
+    return 0.5 * w
+  if ang > 3.0:  # near pi the skew part vanishes: use scipy's robust conversion
+    return Rotation.from_matrix(R).as_rotvec()
+  return w * (ang / (2.0 * np.sin(ang)))
+
+
+def _quat_mat(q: np.ndarray) -> np.ndarray:
+  """Rotation matrix (3, 3) of a unit quaternion (4,) wxyz."""
+  out = np.zeros(9)
+  mujoco.mju_quat2Mat(out, np.asarray(q, dtype=float))
+  return out.reshape(3, 3)
 
 
 def _wrap(a: float) -> float:
@@ -412,6 +434,19 @@ class WholeBodyQPTracker:
     self.liftoff_R = np.tile(np.eye(3), (2, 1, 1))
     self.liftoff_p = np.zeros((2, 3))
     self.swing_age = np.zeros(2, dtype=np.int64)
+    self.step_bias = np.zeros((2, 3))  # extra foothold offset of the current swing (set by a footstep search)
+    self.com_bias = np.zeros(3)  # offset of the CoM target (set by a footstep search)
+
+  _STATE = ("anchor_R", "anchor_t", "on_count", "off_count", "step_off", "was_stance", "liftoff_R", "liftoff_p",
+            "swing_age", "step_bias", "com_bias")
+
+  def get_state(self) -> dict:
+    """Copies of the controller's memory of this rollout (to run look-ahead rollouts from the same state)."""
+    return {k: np.copy(getattr(self, k)) for k in self._STATE}
+
+  def set_state(self, state: dict) -> None:
+    for k, v in state.items():
+      setattr(self, k, np.copy(v))
 
   def set_reference(self, sim_ref: Reference) -> None:
     self.reset()
@@ -435,17 +470,18 @@ class WholeBodyQPTracker:
   # ---------------------------------------------------------------- contacts and anchoring
   def _floor_contacts(self, d: mujoco.MjData, max_dist: float):
     """Yield (foot side 0/1, contact) for MuJoCo contacts between a foot geom and the floor within ``max_dist``."""
+    n = d.ncon
+    if n == 0:
+      return
+    geom = d.contact.geom[:n]
+    dist = d.contact.dist[:n]
     gb = self.m.geom_bodyid
-    for i in range(d.ncon):
-      con = d.contact[i]
-      if con.dist > max_dist:
-        continue
-      g = con.geom2 if con.geom1 == self.floor else con.geom1 if con.geom2 == self.floor else -1
-      if g < 0:
-        continue
-      for s, b in enumerate(self.foot_body):
-        if gb[g] == b:
-          yield s, con
+    other = np.where(geom[:, 0] == self.floor, geom[:, 1], np.where(geom[:, 1] == self.floor, geom[:, 0], -1))
+    for i in np.flatnonzero((other >= 0) & (dist <= max_dist)):
+      b = gb[other[i]]
+      for s, fb in enumerate(self.foot_body):
+        if b == fb:
+          yield s, d.contact[i]
 
   def feet_on_floor(self, d: mujoco.MjData) -> np.ndarray:
     """(2,) bool: a foot geom of left / right within ``contact_margin`` of the floor."""
@@ -567,6 +603,7 @@ class WholeBodyQPTracker:
     touch = self.foot_contact_points(d)
     for i in np.flatnonzero(stance):
       self.step_off[i] = 0.0
+      self.step_bias[i] = 0.0
       b = self.foot_body[i]
       R = d.xmat[b].reshape(3, 3)
       pts = touch[i]
@@ -582,7 +619,7 @@ class WholeBodyQPTracker:
         if tilt < c.level_tilt and ref_tilt < c.level_ref_tilt:
           # the reference has this sole flat on the floor and the simulated one is close: hold it as a flat
           # foot (its sole corners carry force) and turn it level (a heel or edge that lifted comes back down)
-          e_lvl = Rotation.from_matrix(_rz(_yaw(R)) @ R.T).as_rotvec()
+          e_lvl = _rotvec(_rz(_yaw(R)) @ R.T)
           e_lvl[2] = 0.0
           if not flat:
             pts = d.xpos[b] + FOOT_CORNERS @ R.T
@@ -620,10 +657,10 @@ class WholeBodyQPTracker:
     A[:, 6:nv] = np.eye(J)
     task(A, a_j, self.w_joint)
     # pelvis orientation (reference yaw re-anchored)
-    Rq = Rotation.from_quat(d.qpos[3:7], scalar_first=True)
-    Rr = Rotation.from_matrix(self.anchor_R) * Rotation.from_quat(ref.qpos[k, 3:7], scalar_first=True)
-    rel = Rq.inv() * Rr
-    a_r = rel.apply(ref.qacc[k, 3:6]) + c.root_rot_kp * rel.as_rotvec() + c.root_rot_kd * (rel.apply(ref.qvel[k, 3:6]) - v[3:6])
+    Rq = _quat_mat(d.qpos[3:7])
+    Rr = self.anchor_R @ _quat_mat(ref.qpos[k, 3:7])
+    rel = Rq.T @ Rr
+    a_r = rel @ ref.qacc[k, 3:6] + c.root_rot_kp * _rotvec(rel) + c.root_rot_kd * (rel @ ref.qvel[k, 3:6] - v[3:6])
     A = np.zeros((3, n))
     A[:, 3:6] = np.eye(3)
     task(A, a_r, c.w_root_rot)
@@ -632,7 +669,7 @@ class WholeBodyQPTracker:
     mujoco.mj_jacSubtreeCom(m, d, self.jacp, 1)
     dcom = self.jacp @ v
     Ra = self.anchor_R
-    c_des = self._map(f.com[k])
+    c_des = self._map(f.com[k]) + self.com_bias
     dc_des = Ra @ f.com_vel[k]
     ddc = Ra @ f.com_acc[k] + np.asarray(c.com_kp) * (c_des - com) + np.asarray(c.com_kd) * (dc_des - dcom)
     omega = np.sqrt(9.81 / max(com[2] - min(d.xpos[b][2] for b in self.foot_body) + 0.035, 0.3))
@@ -692,7 +729,7 @@ class WholeBodyQPTracker:
           self.step_off[i] = step
       else:  # the reference has landed this foot: reach for the floor where the step was aimed
         p_des[2] -= c.touchdown_depth
-      p_des = p_des + self.step_off[i]
+      p_des = p_des + self.step_off[i] + self.step_bias[i]
       v_des = Ra @ f.foot_vel[k, i]
       R_des = Ra @ f.foot_mat[k, i]
       if c.flat_swing:  # keep the sole parallel to the floor (the reference's toe-off pitch scuffs the toe)
@@ -706,14 +743,14 @@ class WholeBodyQPTracker:
       ap = min(1.0, (self.swing_age[i] + 1) / max(c.swing_pos_blend_steps, 1))
       self.swing_age[i] += 1
       if a < 1.0:
-        rv = Rotation.from_matrix(R_des @ self.liftoff_R[i].T).as_rotvec()
+        rv = _rotvec(R_des @ self.liftoff_R[i].T)
         R_des = Rotation.from_rotvec(a * rv).as_matrix() @ self.liftoff_R[i]
       if ap < 1.0:  # horizontally from the lift-off point towards the (offset) target
         p_des[:2] = self.liftoff_p[i, :2] + ap * (p_des[:2] - self.liftoff_p[i, :2])
         v_des = v_des.copy()
         v_des[:2] *= ap
       Rb = d.xmat[b].reshape(3, 3)
-      e_rot = Rotation.from_matrix(R_des @ Rb.T).as_rotvec()
+      e_rot = _rotvec(R_des @ Rb.T)
       lin = c.foot_kp * (p_des - d.xpos[b]) + c.foot_kd * (v_des - self.jacp @ v) - self.jdp @ v
       ang = c.foot_rot_kp * e_rot - c.foot_rot_kd * (self.jacr @ v) - self.jdr @ v
       A = np.zeros((6, n))
@@ -789,8 +826,13 @@ def track(sim: SimModel, ref: Reference, cfg: TrackerConfig | None = None, stop_
   ees = np.array([sim.body_index(n) for n in END_EFFECTORS])
   failed = -1
   t0 = time.perf_counter()
+  search = None
   if cfg.mode != "pd":
     tr.set_reference(ref)
+    if isinstance(tr, WholeBodyQPTracker) and tr.stepping and tr.base_cfg.search is not None:
+      from humanoid_retarget.sim.search import FootstepSearch, SearchConfig
+
+      search = FootstepSearch(sim, tr, ref, SearchConfig(**tr.base_cfg.search))
   last = T - 1
   for k in range(T):
     qpos[k] = d.qpos
@@ -805,11 +847,16 @@ def track(sim: SimModel, ref: Reference, cfg: TrackerConfig | None = None, stop_
         break
     if k == T - 1:
       break
-    d.ctrl[:] = tr.control(d, ref, k)
+    before = tr.was_stance.copy() if search is not None else None
+    ctrl = tr.control(d, ref, k)
+    if search is not None:
+      search.decide(d, k, ctrl, before)
+    d.ctrl[:] = ctrl
     for _ in range(sim.config.decimation):
       mujoco.mj_step(m, d)
     mujoco.mj_forward(m, d)
   wall = time.perf_counter() - t0
   n = last + 1
   return TrackResult(qpos=qpos[:n], body_pos=body_pos[:n], body_quat=body_quat[:n], contacts=contacts[:n],
-                     failed_at=failed, wall_time=wall, sim_time=(n - 1) * sim.control_dt)
+                     failed_at=failed, wall_time=wall, sim_time=(n - 1) * sim.control_dt,
+                     decisions=search.decisions if search is not None else [])

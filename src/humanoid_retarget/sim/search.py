@@ -1,0 +1,144 @@
+"""Footstep search by look-ahead simulation: the QP tracker's walking, made robust with the true dynamics.
+
+The whole-body QP (:mod:`humanoid_retarget.sim.tracker`) follows a retargeted walk for a few steps, then a
+small lateral or forward error of the divergent component of motion grows until the robot falls (the G1's
+soles are 5 cm wide; human footholds are not placed for them). Model-based step adjustment alone did not fix
+this (docs/physics.md). This layer decides each foothold by simulation instead: whenever a swing starts, a few
+candidate offsets of that swing's foothold are each rolled out ``horizon`` control steps ahead with the full
+MuJoCo model and the same controller, and the candidate that survives (no BeyondMimic termination) with the
+most upright torso and the DCM closest to the feet is kept. When no candidate survives, a wider set is tried
+that also shifts the CoM target by a few centimetres (ordered from small to large changes, the first survivor
+taken). Rollouts restore the controller's memory (:meth:`WholeBodyQPTracker.get_state`) and the MuJoCo state
+(``mj_copyData``) before each candidate, so the main rollout is unaffected.
+
+Only references that step (walk, turn, run; :func:`~humanoid_retarget.sim.tracker.stepping_reference`) use it;
+others are tracked exactly as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from humanoid_retarget.sim.reference import Reference
+from humanoid_retarget.sim.terminations import ANCHOR_BODY, END_EFFECTORS, gravity_z_in_body, termination_mask
+
+
+@dataclass
+class SearchConfig:
+  """Candidates and scoring of the footstep search (offsets in m; forward along the walking direction,
+  lateral outwards from the stance foot)."""
+
+  horizon: int = 90  # control steps (1.8 s at 50 Hz) simulated per candidate
+  forward: tuple = (-0.08, 0.0, 0.08)
+  lateral: tuple = (0.0, 0.06)
+  extended: bool = True  # when no candidate survives the horizon, try the wider set below
+  ext_forward: tuple = (-0.2, -0.1, 0.0, 0.1, 0.2)
+  ext_lateral: tuple = (-0.08, 0.0, 0.08, 0.16)
+  ext_com: tuple = ((0.0, 0.0), (0.0, 0.03), (0.0, -0.03), (0.03, 0.0), (-0.03, 0.0))  # CoM offsets (fwd, lat)
+  greedy_extended: bool = True  # the wider set stops at its first survivor (they are sorted small to large)
+  tilt_weight: float = 1.0  # score: - tilt_weight * torso tilt error - dcm_weight * DCM distance from the feet
+  dcm_weight: float = 5.0
+
+
+def candidate_offsets(cfg: SearchConfig) -> tuple[list, list]:
+  """The main and the extended candidate lists, (forward, lateral, com_forward, com_lateral) each; the
+  extended one sorted by the size of the change (CoM offsets counted twice)."""
+  main = [(fx, fy, 0.0, 0.0) for fx in cfg.forward for fy in cfg.lateral]
+  ext = [(fx, fy, cx, cy) for fx in cfg.ext_forward for fy in cfg.ext_lateral for cx, cy in cfg.ext_com]
+  ext.sort(key=lambda c: abs(c[0]) + abs(c[1]) + 2.0 * (abs(c[2]) + abs(c[3])))
+  return main, ext if cfg.extended else []
+
+
+def dcm_distance(xi: np.ndarray, feet: np.ndarray) -> float:
+  """Distance (m) of the DCM ``xi`` (2,) from the segment between the two feet ``feet`` (2, 2)."""
+  ab = feet[1] - feet[0]
+  t = np.clip(np.dot(xi - feet[0], ab) / max(np.dot(ab, ab), 1e-12), 0.0, 1.0)
+  return float(np.linalg.norm(xi - (feet[0] + t * ab)))
+
+
+class FootstepSearch:
+  """Chooses each swing's foothold offset (and, if needed, a CoM offset) for a tracker by look-ahead rollouts."""
+
+  def __init__(self, sim, tracker, ref: Reference, cfg: SearchConfig | None = None):
+    self.sim, self.tr, self.ref = sim, tracker, ref
+    self.cfg = cfg or SearchConfig()
+    self.m = sim.model
+    self.d2 = mujoco.MjData(self.m)
+    self.jac = np.zeros((3, self.m.nv))
+    self.anchor = sim.body_index(ANCHOR_BODY)
+    self.ees = np.array([sim.body_index(n) for n in END_EFFECTORS])
+    self.main, self.ext = candidate_offsets(self.cfg)
+    self.decisions: list[tuple] = []  # (step, foot, foothold offset xy, CoM offset xy, score, survivors)
+    self.rollout_steps = 0
+
+  def _rollout(self, k0: int, ctrl0: np.ndarray, horizon: int) -> int:
+    """Control steps survived (<= horizon) from ``d2`` at step ``k0`` with first targets ``ctrl0``."""
+    m, d2, ref, tr = self.m, self.d2, self.ref, self.tr
+    T = ref.num_frames
+    d2.ctrl[:] = ctrl0
+    for j in range(horizon):
+      kk = k0 + j + 1
+      for _ in range(self.sim.config.decimation):
+        mujoco.mj_step(m, d2)
+      mujoco.mj_forward(m, d2)
+      self.rollout_steps += 1
+      if kk >= T - 1:
+        return horizon
+      if termination_mask(d2.xpos[1:], d2.xquat[1:], ref.body_pos[kk], ref.body_quat[kk], self.anchor, self.ees):
+        return j
+      d2.ctrl[:] = tr.control(d2, ref, kk)
+    return horizon
+
+  def _score(self, k: int, survived: int, horizon: int) -> float:
+    if survived < horizon:
+      return survived - 1000.0
+    d2, ref = self.d2, self.ref
+    a = self.anchor
+    tilt = abs(gravity_z_in_body(d2.xquat[a + 1]) - gravity_z_in_body(ref.body_quat[min(k, ref.num_frames - 1), a]))
+    mujoco.mj_jacSubtreeCom(self.m, d2, self.jac, 1)
+    com = d2.subtree_com[1]
+    v = self.jac @ d2.qvel
+    xi = com[:2] + v[:2] / np.sqrt(9.81 / max(com[2], 0.3))
+    feet = np.array([d2.xpos[b][:2] for b in self.tr.foot_body])
+    return -self.cfg.tilt_weight * tilt - self.cfg.dcm_weight * dcm_distance(xi, feet)
+
+  def decide(self, d: mujoco.MjData, k: int, ctrl: np.ndarray, was_stance: np.ndarray) -> None:
+    """Call after ``tracker.control(d, ref, k)`` returned ``ctrl``; ``was_stance`` (2,) is the tracker's
+    stance flags before that call. When a swing started, sets the tracker's offsets for it."""
+    tr = self.tr
+    new = [i for i in range(2) if was_stance[i] and not tr.was_stance[i]]
+    if not new:
+      return
+    i = new[0]
+    m = self.m
+    state = tr.get_state()
+    h = d.xmat[tr.foot_body[0]].reshape(3, 3)[:2, 0] + d.xmat[tr.foot_body[1]].reshape(3, 3)[:2, 0]
+    h = h / max(np.linalg.norm(h), 1e-9)  # walking direction: the mean of the feet's forward axes
+    lat = np.array([-h[1], h[0]]) * (1.0 if i == 0 else -1.0)  # outwards for the swing foot
+    H = min(self.cfg.horizon, self.ref.num_frames - 1 - k)
+    best, best_s, survivors = (np.zeros(3), np.zeros(3)), -np.inf, 0
+    for cands in (self.main, self.ext):
+      for fx, fy, cx, cy in cands:
+        off, cb = np.zeros(3), np.zeros(3)
+        off[:2] = fx * h + fy * lat
+        cb[:2] = cx * h + cy * lat
+        tr.set_state(state)
+        tr.step_bias[i] = off
+        tr.com_bias = cb
+        mujoco.mj_copyData(self.d2, m, d)
+        surv = self._rollout(k, ctrl, H)
+        score = self._score(k + surv, surv, H)
+        survivors += surv >= H
+        if score > best_s:
+          best, best_s = (off, cb), score
+        if cands is self.ext and self.cfg.greedy_extended and surv >= H:
+          break
+      if survivors:
+        break
+    tr.set_state(state)
+    tr.step_bias[i], tr.com_bias = best[0].copy(), best[1].copy()
+    self.decisions.append((k, i, np.round(best[0][:2], 3).tolist(), np.round(best[1][:2], 3).tolist(),
+                           round(float(best_s), 3), int(survivors)))
