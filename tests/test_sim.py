@@ -279,3 +279,90 @@ def test_sampling_tracker_nominal_and_standing(sim):
   res = track(sim, ref, tracker=mpc)
   mpc.close()
   assert res.success and mpc.replaced > 0  # perturbed plans were chosen, and it still stands
+
+
+def test_rotation_helpers_match_scipy():
+  from scipy.spatial.transform import Rotation
+
+  from humanoid_retarget.sim.tracker import _quat_mat, _rotvec
+
+  rng = np.random.default_rng(3)
+  for r in Rotation.random(300, random_state=4):
+    R = r.as_matrix()
+    assert np.allclose(_rotvec(R), r.as_rotvec(), atol=1e-7)
+    assert np.allclose(_quat_mat(r.as_quat(scalar_first=True)), R, atol=1e-12)
+  small = Rotation.from_rotvec(1e-8 * rng.normal(size=3))
+  assert np.allclose(_rotvec(small.as_matrix()), small.as_rotvec(), atol=1e-12)
+  near_pi = Rotation.from_rotvec(3.1 * np.array([0.0, 0.6, 0.8]))
+  assert np.allclose(_rotvec(near_pi.as_matrix()), near_pi.as_rotvec(), atol=1e-7)
+
+
+def test_search_candidates_and_dcm_distance():
+  from humanoid_retarget.sim.search import SearchConfig, candidate_offsets, dcm_distance
+
+  main, ext = candidate_offsets(SearchConfig())
+  assert len(main) == 6 and all(c[2] == 0.0 and c[3] == 0.0 for c in main)
+  assert len(ext) == 5 * 4 * 5 and ext[0] == (0.0, 0.0, 0.0, 0.0)
+  size = [abs(a) + abs(b) + 2 * (abs(c) + abs(d)) for a, b, c, d in ext]
+  assert size == sorted(size)
+  assert candidate_offsets(SearchConfig(extended=False))[1] == []
+  feet = np.array([[0.0, 0.1], [0.0, -0.1]])
+  assert dcm_distance(np.array([0.05, 0.0]), feet) == pytest.approx(0.05)  # in front of the middle
+  assert dcm_distance(np.array([0.0, 0.3]), feet) == pytest.approx(0.2)  # beyond the left foot
+  assert dcm_distance(np.array([0.0, -0.05]), feet) == pytest.approx(0.0)  # between the feet
+
+
+def test_tracker_state_round_trip(sim):
+  import mujoco
+
+  from humanoid_retarget.sim.reference import make_reference
+  from humanoid_retarget.sim.tracker import WholeBodyQPTracker
+
+  ref = make_reference(_stepping_motion(sim, 2.0), sim)
+  tr = WholeBodyQPTracker(sim)
+  tr.set_reference(ref)
+  m = sim.model
+  d = mujoco.MjData(m)
+  d.qpos[:], d.qvel[:] = ref.qpos[0], ref.qvel[0]
+  mujoco.mj_forward(m, d)
+  for k in range(60):  # into the first swing
+    d.ctrl[:] = tr.control(d, ref, k)
+    for _ in range(sim.config.decimation):
+      mujoco.mj_step(m, d)
+    mujoco.mj_forward(m, d)
+  saved, d0 = tr.get_state(), mujoco.MjData(m)
+  mujoco.mj_copyData(d0, m, d)
+  first = tr.control(d, ref, 60)
+  tr.step_bias[:] = 0.3  # a look-ahead rollout changes the controller's memory ...
+  for k in range(61, 70):
+    tr.control(d, ref, k)
+  tr.set_state(saved)  # ... and restoring it gives the same targets again
+  assert np.array_equal(tr.control(d0, ref, 60), first)
+
+
+def test_footstep_search_in_place(sim):
+  from humanoid_retarget.sim.reference import make_reference
+  from humanoid_retarget.sim.tracker import TrackerConfig, track
+
+  ref = make_reference(_stepping_motion(sim, 3.0), sim)
+  res = track(sim, ref)  # a stepping reference: the search decides each swing's foothold
+  assert res.success, f"fell at step {res.failed_at}"
+  assert len(res.decisions) >= 3
+  for k, foot, off, com, score, survivors in res.decisions:
+    assert foot in (0, 1) and survivors >= 1 and score > -100.0  # a candidate survived the look-ahead
+    assert len(off) == 2 and np.all(np.abs(off) <= 0.2 + 1e-9) and np.all(np.abs(com) <= 0.03 + 1e-9)
+  assert track(sim, ref, TrackerConfig(search=None)).decisions == []
+
+
+def test_footstep_search_completes_shared_walk(sim, shared_data):
+  from humanoid_retarget.pipeline import RetargetOptions, retarget_file
+  from humanoid_retarget.sim.reference import make_reference
+  from humanoid_retarget.sim.tracker import TrackerConfig, track
+
+  bvh = shared_data / "bandai2" / "dataset-2_walk-turn-right_elderly_001.bvh"
+  ref = make_reference(retarget_file(str(bvh), RetargetOptions()), sim)
+  plain = track(sim, ref, TrackerConfig(search=None))
+  searched = track(sim, ref)
+  assert not plain.success  # the QP alone falls within a few steps ...
+  assert searched.success, f"fell at {searched.failed_at}"  # ... with the footstep search it walks to the end
+  assert len(searched.decisions) > 10

@@ -39,8 +39,9 @@ class SearchConfig:
   ext_lateral: tuple = (-0.08, 0.0, 0.08, 0.16)
   ext_com: tuple = ((0.0, 0.0), (0.0, 0.03), (0.0, -0.03), (0.03, 0.0), (-0.03, 0.0))  # CoM offsets (fwd, lat)
   greedy_extended: bool = True  # the wider set stops at its first survivor (they are sorted small to large)
-  tilt_weight: float = 1.0  # score: - tilt_weight * torso tilt error - dcm_weight * DCM distance from the feet
+  tilt_weight: float = 1.0  # score: - tilt_weight * torso tilt error - dcm_weight * DCM distance from the feet ...
   dcm_weight: float = 5.0
+  offset_weight: float = 2.0  # ... - offset_weight * (|foothold offset| + |CoM offset|): the least change wins ties
 
 
 def candidate_offsets(cfg: SearchConfig) -> tuple[list, list]:
@@ -130,7 +131,7 @@ class FootstepSearch:
         tr.com_bias = cb
         mujoco.mj_copyData(self.d2, m, d)
         surv = self._rollout(k, ctrl, H)
-        score = self._score(k + surv, surv, H)
+        score = self._score(k + surv, surv, H) - self.cfg.offset_weight * (np.hypot(fx, fy) + np.hypot(cx, cy))
         survivors += surv >= H
         if score > best_s:
           best, best_s = (off, cb), score
