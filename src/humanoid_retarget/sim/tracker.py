@@ -37,6 +37,10 @@ loaded (``strict_schedule`` lifts on the reference's timing).
 
 Joint torques ``tau = M_j a + h_j - (J_c^T E l)_j`` are sent to the position actuators as targets
 ``q + v dt/2 + (tau + kd v) / kp`` (the PD spring delivers ``tau`` at mid-step); mjlab's gains stay.
+
+For references that step, :func:`track` lets :class:`humanoid_retarget.sim.search.FootstepSearch` choose each
+swing's foothold offset (``step_bias``) and, when needed, a CoM-target offset (``com_bias``) by look-ahead
+simulation (``TrackerConfig.search``).
 """
 
 from __future__ import annotations
