@@ -38,6 +38,7 @@ class SearchConfig:
   ext_forward: tuple = (-0.2, -0.1, 0.0, 0.1, 0.2)
   ext_lateral: tuple = (-0.08, 0.0, 0.08, 0.16)
   ext_com: tuple = ((0.0, 0.0), (0.0, 0.03), (0.0, -0.03), (0.03, 0.0), (-0.03, 0.0))  # CoM offsets (fwd, lat)
+  accept_score: float | None = -0.6  # a main candidate scoring at least this ends the search (None: try all)
   greedy_extended: bool = True  # the wider set stops at its first survivor (they are sorted small to large)
   tilt_weight: float = 1.0  # score: - tilt_weight * torso tilt error - dcm_weight * DCM distance from the feet ...
   dcm_weight: float = 5.0
@@ -47,7 +48,7 @@ class SearchConfig:
 def candidate_offsets(cfg: SearchConfig) -> tuple[list, list]:
   """The main and the extended candidate lists, (forward, lateral, com_forward, com_lateral) each; the
   extended one sorted by the size of the change (CoM offsets counted twice)."""
-  main = [(fx, fy, 0.0, 0.0) for fx in cfg.forward for fy in cfg.lateral]
+  main = sorted(((fx, fy, 0.0, 0.0) for fx in cfg.forward for fy in cfg.lateral), key=lambda c: abs(c[0]) + abs(c[1]))
   ext = [(fx, fy, cx, cy) for fx in cfg.ext_forward for fy in cfg.ext_lateral for cx, cy in cfg.ext_com]
   ext.sort(key=lambda c: abs(c[0]) + abs(c[1]) + 2.0 * (abs(c[2]) + abs(c[3])))
   return main, ext if cfg.extended else []
@@ -137,6 +138,8 @@ class FootstepSearch:
           best, best_s = (off, cb), score
         if cands is self.ext and self.cfg.greedy_extended and surv >= H:
           break
+        if cands is self.main and self.cfg.accept_score is not None and score >= self.cfg.accept_score:
+          break  # good enough: the smallest changes are tried first
       if survivors:
         break
     tr.set_state(state)
