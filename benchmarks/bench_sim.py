@@ -73,8 +73,8 @@ def main() -> int:
   ap.add_argument("--json", default="")
   ap.add_argument("--motions", default="", help="already retargeted clips (skip retargeting)")
   ap.add_argument("--mpc", action="store_true", help="also measure the predictive-sampling tracker")
-  ap.add_argument("--config", default="", help='TrackerConfig overrides as JSON, e.g. \'{"stepping": null}\' '
-                  "(the tracker without its locomotion settings)")
+  ap.add_argument("--config", default="", help='TrackerConfig overrides as JSON, e.g. \'{"search": null}\' '
+                  '(the QP without the footstep search) or \'{"stepping": null, "search": null}\' (the plain QP)')
   a = ap.parse_args()
   sim = build_robot_sim()
   ph = physics_speed(sim)
