@@ -55,6 +55,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.spatial import ConvexHull
 from scipy.spatial.transform import Rotation
 
+from humanoid_retarget.robot.kernels import matrix_to_rotvec
 from humanoid_retarget.sim.model import SimModel
 from humanoid_retarget.sim.reference import Reference
 from humanoid_retarget.sim.terminations import END_EFFECTORS, ANCHOR_BODY, TerminationConfig, termination_mask
@@ -194,15 +195,10 @@ def _yaw(R: np.ndarray) -> float:
 
 
 def _rotvec(R: np.ndarray) -> np.ndarray:
-  """Rotation vector (3,) of a rotation matrix (3, 3): the log map, fast for one matrix."""
-  c = np.clip(0.5 * (R[0, 0] + R[1, 1] + R[2, 2] - 1.0), -1.0, 1.0)
-  w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-  ang = np.arccos(c)
-  if ang < 1e-6:
-    return 0.5 * w
-  if ang > 3.0:  # near pi the skew part vanishes: use scipy's robust conversion
-    return Rotation.from_matrix(R).as_rotvec()
-  return w * (ang / (2.0 * np.sin(ang)))
+  """Rotation vector (3,) of a rotation matrix (3, 3) (the compiled kernel the retargeter uses)."""
+  out = np.empty(3)
+  matrix_to_rotvec(np.ascontiguousarray(R, dtype=np.float64), out)
+  return out
 
 
 def _quat_mat(q: np.ndarray) -> np.ndarray:
