@@ -74,7 +74,6 @@ class FootstepSearch:
     self.ees = np.array([sim.body_index(n) for n in END_EFFECTORS])
     self.main, self.ext = candidate_offsets(self.cfg)
     self.decisions: list[tuple] = []  # (step, foot, foothold offset xy, CoM offset xy, score, survivors)
-    self.rollout_steps = 0
 
   def _rollout(self, k0: int, ctrl0: np.ndarray, horizon: int) -> int:
     """Control steps survived (<= horizon) from ``d2`` at step ``k0`` with first targets ``ctrl0``."""
@@ -86,7 +85,6 @@ class FootstepSearch:
       for _ in range(self.sim.config.decimation):
         mujoco.mj_step(m, d2)
       mujoco.mj_forward(m, d2)
-      self.rollout_steps += 1
       if kk >= T - 1:
         return horizon
       if termination_mask(d2.xpos[1:], d2.xquat[1:], ref.body_pos[kk], ref.body_quat[kk], self.anchor, self.ees):
