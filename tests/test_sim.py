@@ -366,3 +366,56 @@ def test_footstep_search_completes_shared_walk(sim, shared_data):
   assert not plain.success  # the QP alone falls within a few steps ...
   assert searched.success, f"fell at {searched.failed_at}"  # ... with the footstep search it walks to the end
   assert len(searched.decisions) > 10
+
+
+def test_step_control_matches_mj_step(sim):
+  """One control step by mj_step2 / mj_step / mj_step1 reaches the same state as decimation x mj_step."""
+  from humanoid_retarget.sim.tracker import step_control
+
+  m = sim.model
+  a, b = mujoco.MjData(m), mujoco.MjData(m)
+  for d in (a, b):
+    d.qpos[2] = 0.8  # zero joint angles, dropped from just above the floor: contacts appear on the way
+    d.qvel[6:] = 0.3
+    mujoco.mj_forward(m, d)
+  ctrl = np.full(sim.num_joints, 0.1)
+  for _ in range(5):
+    step_control(m, a, ctrl, sim.config.decimation)
+    b.ctrl[:] = ctrl
+    for _ in range(sim.config.decimation):
+      mujoco.mj_step(m, b)
+    mujoco.mj_forward(m, b)
+  assert a.time == pytest.approx(b.time)
+  np.testing.assert_allclose(a.qpos, b.qpos, atol=1e-9)
+  np.testing.assert_allclose(a.qvel, b.qvel, atol=1e-6)
+  np.testing.assert_allclose(a.xpos, b.xpos, atol=1e-9)  # kinematics are current (what the tracker reads)
+  np.testing.assert_allclose(a.qfrc_bias, b.qfrc_bias, atol=1e-6)
+  assert a.ncon == b.ncon > 0
+
+
+def test_search_termination_check_matches_terminations(sim):
+  """The search's scalar termination test agrees with termination_mask on perturbed states."""
+  from humanoid_retarget.sim.reference import make_reference
+  from humanoid_retarget.sim.search import FootstepSearch
+  from humanoid_retarget.sim.terminations import termination_mask
+  from humanoid_retarget.sim.tracker import WholeBodyQPTracker
+
+  ref = make_reference(_stepping_motion(sim, 1.0), sim)
+  tr = WholeBodyQPTracker(sim)
+  tr.set_reference(ref)
+  s = FootstepSearch(sim, tr, ref)
+  m, d = sim.model, s.d2
+  rng = np.random.default_rng(0)
+  verdicts = []
+  for trial in range(60):
+    k = int(rng.integers(ref.num_frames))
+    d.qpos[:] = ref.qpos[k]
+    d.qpos[2] += rng.uniform(-0.35, 0.35)  # height errors around the 0.25 m threshold
+    d.qpos[3:7] = [1.0, *rng.normal(0.0, 0.35, 3)]  # tilts around the 0.8 threshold
+    d.qpos[3:7] /= np.linalg.norm(d.qpos[3:7])
+    d.qpos[7:] += rng.normal(0.0, 0.3, sim.num_joints)
+    mujoco.mj_kinematics(m, d)
+    want = bool(termination_mask(d.xpos[1:], d.xquat[1:], ref.body_pos[k], ref.body_quat[k], s.anchor, s.ees))
+    assert s._fails(k) == want, trial
+    verdicts.append(want)
+  assert 10 < sum(verdicts) < 50  # both outcomes were exercised

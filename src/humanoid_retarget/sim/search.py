@@ -23,7 +23,8 @@ import mujoco
 import numpy as np
 
 from humanoid_retarget.sim.reference import Reference
-from humanoid_retarget.sim.terminations import ANCHOR_BODY, END_EFFECTORS, gravity_z_in_body, termination_mask
+from humanoid_retarget.sim.tracker import step_control
+from humanoid_retarget.sim.terminations import ANCHOR_BODY, END_EFFECTORS, gravity_z_in_body
 
 
 @dataclass
@@ -73,24 +74,38 @@ class FootstepSearch:
     self.anchor = sim.body_index(ANCHOR_BODY)
     self.ees = np.array([sim.body_index(n) for n in END_EFFECTORS])
     self.main, self.ext = candidate_offsets(self.cfg)
+    # the terminations' reference terms per control step, for a scalar check in the rollouts
+    self._ref_z = ref.body_pos[:, self.anchor, 2]
+    self._ref_g = gravity_z_in_body(ref.body_quat[:, self.anchor])
+    self._ref_ee = ref.body_pos[:, self.ees, 2]
+    self._tc = tracker.base_cfg.terminations
     self.decisions: list[tuple] = []  # (step, foot, foothold offset xy, CoM offset xy, score, survivors)
 
   def _rollout(self, k0: int, ctrl0: np.ndarray, horizon: int) -> int:
     """Control steps survived (<= horizon) from ``d2`` at step ``k0`` with first targets ``ctrl0``."""
     m, d2, ref, tr = self.m, self.d2, self.ref, self.tr
     T = ref.num_frames
-    d2.ctrl[:] = ctrl0
+    ctrl = ctrl0
     for j in range(horizon):
       kk = k0 + j + 1
-      for _ in range(self.sim.config.decimation):
-        mujoco.mj_step(m, d2)
-      mujoco.mj_forward(m, d2)
+      step_control(m, d2, ctrl, self.sim.config.decimation)
       if kk >= T - 1:
         return horizon
-      if termination_mask(d2.xpos[1:], d2.xquat[1:], ref.body_pos[kk], ref.body_quat[kk], self.anchor, self.ees):
+      if self._fails(kk):
         return j
-      d2.ctrl[:] = tr.control(d2, ref, kk)
+      ctrl = tr.control(d2, ref, kk)
     return horizon
+
+  def _fails(self, k: int) -> bool:
+    """BeyondMimic's terminations (:func:`~humanoid_retarget.sim.terminations.termination_mask`) for ``d2`` against reference step ``k``."""
+    xpos, tc = self.d2.xpos, self._tc
+    a = self.anchor + 1  # body ids: 0 is the world
+    if abs(xpos[a, 2] - self._ref_z[k]) > tc.anchor_height:
+      return True
+    w, x, y, z = self.d2.xquat[a]
+    if abs(-(1.0 - 2.0 * (x * x + y * y)) - self._ref_g[k]) > tc.anchor_gravity_z:
+      return True
+    return bool(np.any(np.abs(xpos[self.ees + 1, 2] - self._ref_ee[k]) > tc.ee_height))
 
   def _score(self, k: int, survived: int, horizon: int) -> float:
     if survived < horizon:

@@ -468,34 +468,33 @@ class WholeBodyQPTracker:
         self.to_touchdown[t, i] = nxt - t
 
   # ---------------------------------------------------------------- contacts and anchoring
-  def _floor_contacts(self, d: mujoco.MjData, max_dist: float):
-    """Yield (foot side 0/1, contact) for MuJoCo contacts between a foot geom and the floor within ``max_dist``."""
+  def _floor_contacts(self, d: mujoco.MjData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MuJoCo contacts between a foot geom and the floor: foot sides (N,) 0/1, distances (N,) and world
+    positions (N, 3)."""
     n = d.ncon
     if n == 0:
-      return
-    geom = d.contact.geom[:n]
-    dist = d.contact.dist[:n]
-    gb = self.m.geom_bodyid
+      return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros((0, 3))
+    con = d.contact
+    geom = con.geom[:n]
     other = np.where(geom[:, 0] == self.floor, geom[:, 1], np.where(geom[:, 1] == self.floor, geom[:, 0], -1))
-    for i in np.flatnonzero((other >= 0) & (dist <= max_dist)):
-      b = gb[other[i]]
-      for s, fb in enumerate(self.foot_body):
-        if b == fb:
-          yield s, d.contact[i]
+    body = np.where(other >= 0, self.m.geom_bodyid[np.maximum(other, 0)], -1)
+    side = np.where(body == self.foot_body[0], 0, np.where(body == self.foot_body[1], 1, -1))
+    sel = np.flatnonzero(side >= 0)
+    return side[sel], con.dist[sel], con.pos[sel]
 
-  def feet_on_floor(self, d: mujoco.MjData) -> np.ndarray:
-    """(2,) bool: a foot geom of left / right within ``contact_margin`` of the floor."""
+  def feet_on_floor(self, d: mujoco.MjData, scan: tuple | None = None) -> np.ndarray:
+    """(2,) bool: a foot geom of left / right within ``contact_margin`` of the floor (``scan``: a
+    :meth:`_floor_contacts` result for ``d`` already at hand)."""
+    side, dist, _ = scan if scan is not None else self._floor_contacts(d)
     out = np.zeros(2, dtype=bool)
-    for s, _ in self._floor_contacts(d, self.cfg.contact_margin):
-      out[s] = True
+    out[side[dist <= self.cfg.contact_margin]] = True
     return out
 
-  def foot_contact_points(self, d: mujoco.MjData) -> list[np.ndarray]:
+  def foot_contact_points(self, d: mujoco.MjData, scan: tuple | None = None) -> list[np.ndarray]:
     """Per foot (left, right): (N, 3) world positions of its MuJoCo floor contacts (penetrating or touching)."""
-    out = [[], []]
-    for s, con in self._floor_contacts(d, self.cfg.touch_dist):
-      out[s].append(con.pos.copy())
-    return [np.array(o).reshape(-1, 3) for o in out]
+    side, dist, pos = scan if scan is not None else self._floor_contacts(d)
+    near = dist <= self.cfg.touch_dist
+    return [pos[near & (side == 0)], pos[near & (side == 1)]]
 
   def _map(self, p: np.ndarray) -> np.ndarray:
     return self.anchor_R @ p + self.anchor_t
@@ -542,13 +541,13 @@ class WholeBodyQPTracker:
     v = d.qvel[6:] + c.predict_vel * 0.5 * dt * a
     return q + (tau + s.kd * v) / s.kp
 
-  def stance(self, d: mujoco.MjData, k: int) -> tuple[np.ndarray, np.ndarray]:
+  def stance(self, d: mujoco.MjData, k: int, scan: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(load-bearing feet, feet on the floor in both sim and reference), each (2,) bool.
 
     A foot on the floor carries load unless the reference lifts it and the other foot has been on the
     floor (and meant to be) for ``ds_steps`` control steps: lift-off waits for a short double support.
     """
-    on = self.feet_on_floor(d) | (self.off_count < self.cfg.contact_hold)
+    on = self.feet_on_floor(d, scan) | (self.off_count < self.cfg.contact_hold)
     ref_on = self.feat.contact[k]
     both = on & ref_on
     st = both.copy()
@@ -583,16 +582,17 @@ class WholeBodyQPTracker:
     hi = FOOT_CORNERS[:, :2].max(axis=0) + c.capture_margin
     return bool(np.all(loc[:2] >= lo) and np.all(loc[:2] <= hi))
 
-  def _count_contacts(self, d: mujoco.MjData) -> None:
-    on = self.feet_on_floor(d)
+  def _count_contacts(self, d: mujoco.MjData, scan: tuple | None = None) -> None:
+    on = self.feet_on_floor(d, scan)
     self.on_count = np.where(on, self.on_count + 1, 0)
     self.off_count = np.where(on, 0, self.off_count + 1)
 
   def solve(self, d: mujoco.MjData, ref: Reference, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Joint torques (J,) and generalised accelerations (nv,) at control step ``k``."""
     c, m, nv, J, f = self.cfg, self.m, self.nv, self.J, self.feat
-    self._count_contacts(d)
-    stance, both = self.stance(d, k)
+    scan = self._floor_contacts(d)
+    self._count_contacts(d, scan)
+    stance, both = self.stance(d, k, scan)
     self._update_anchor(d, k, both)
     mujoco.mj_fullM(m, d, self.M)
     h = d.qfrc_bias
@@ -600,7 +600,7 @@ class WholeBodyQPTracker:
     # sole corners of stance feet: acceleration rows for all four, force columns for the low ones
     crow_A, crow_b, jcE, load_pts = [], [], [], []
     eq_A, eq_b = [], []  # flat stance feet: the whole foot does not accelerate (6 equality rows)
-    touch = self.foot_contact_points(d)
+    touch = self.foot_contact_points(d, scan)
     for i in np.flatnonzero(stance):
       self.step_off[i] = 0.0
       self.step_bias[i] = 0.0
@@ -649,7 +649,7 @@ class WholeBodyQPTracker:
     def task(A, b, w):
       rows_A.append(A)
       rows_b.append(b)
-      rows_w.append(np.broadcast_to(np.asarray(w, dtype=float), (A.shape[0],)))
+      rows_w.append(w if isinstance(w, np.ndarray) else np.full(A.shape[0], w))
 
     # joints
     a_j = ref.qacc[k, 6:] + c.joint_kp * (ref.qpos[k, 7:] - d.qpos[7:]) + c.joint_kd * (ref.qvel[k, 6:] - v[6:])
@@ -802,6 +802,20 @@ class WholeBodyQPTracker:
     return tau, acc
 
 
+def step_control(m: mujoco.MjModel, d: mujoco.MjData, ctrl: np.ndarray, decimation: int) -> None:
+  """Hold ``ctrl`` for one control step (``decimation`` physics steps).
+
+  ``d`` must have its position and velocity stages computed for the current state (``mj_forward`` or a
+  previous call); on return they are computed for the new state (``mj_step1``), which is all the tracker and
+  the terminations read. The same physics as ``mj_step`` x decimation, without a separate ``mj_forward``.
+  """
+  d.ctrl[:] = ctrl
+  mujoco.mj_step2(m, d)
+  for _ in range(decimation - 1):
+    mujoco.mj_step(m, d)
+  mujoco.mj_step1(m, d)
+
+
 # Kept name: the tracker's public class (earlier code used InverseDynamicsTracker).
 InverseDynamicsTracker = WholeBodyQPTracker
 
@@ -851,10 +865,7 @@ def track(sim: SimModel, ref: Reference, cfg: TrackerConfig | None = None, stop_
     ctrl = tr.control(d, ref, k)
     if search is not None:
       search.decide(d, k, ctrl, before)
-    d.ctrl[:] = ctrl
-    for _ in range(sim.config.decimation):
-      mujoco.mj_step(m, d)
-    mujoco.mj_forward(m, d)
+    step_control(m, d, ctrl, sim.config.decimation)
   wall = time.perf_counter() - t0
   n = last + 1
   return TrackResult(qpos=qpos[:n], body_pos=body_pos[:n], body_quat=body_quat[:n], contacts=contacts[:n],
