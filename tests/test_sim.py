@@ -301,10 +301,14 @@ def test_search_candidates_and_dcm_distance():
   from humanoid_retarget.sim.search import SearchConfig, candidate_offsets, dcm_distance
 
   main, ext = candidate_offsets(SearchConfig())
-  assert len(main) == 6 and all(c[2] == 0.0 and c[3] == 0.0 for c in main)
-  assert len(ext) == 5 * 4 * 5 and ext[0] == (0.0, 0.0, 0.0, 0.0)
-  size = [abs(a) + abs(b) + 2 * (abs(c) + abs(d)) for a, b, c, d in ext]
+  assert len(main) == 6 and all(c[2] == 0.0 and c[3] == 0.0 and c[4] == 0 for c in main)
+  offsets, early = ext[:5 * 4 * 5], ext[5 * 4 * 5:]
+  assert offsets[0] == (0.0, 0.0, 0.0, 0.0, 0) and all(c[4] == 0 for c in offsets)
+  size = [abs(a) + abs(b) + 2 * (abs(c) + abs(d)) for a, b, c, d, _ in offsets]
   assert size == sorted(size)
+  # then the early touchdowns: 4 steps early before 8, each from the unchanged foothold outwards
+  assert len(early) == 2 * 3 * 4 and [c[4] for c in early] == [4] * 12 + [8] * 12
+  assert early[0] == (0.0, 0.0, 0.0, 0.0, 4) and early[12] == (0.0, 0.0, 0.0, 0.0, 8)
   assert candidate_offsets(SearchConfig(extended=False))[1] == []
   feet = np.array([[0.0, 0.1], [0.0, -0.1]])
   assert dcm_distance(np.array([0.05, 0.0]), feet) == pytest.approx(0.05)  # in front of the middle
@@ -348,9 +352,10 @@ def test_footstep_search_in_place(sim):
   res = track(sim, ref)  # a stepping reference: the search decides each swing's foothold
   assert res.success, f"fell at step {res.failed_at}"
   assert len(res.decisions) >= 3
-  for k, foot, off, com, score, survivors in res.decisions:
+  for k, foot, off, com, score, survivors, early in res.decisions:
     assert foot in (0, 1) and survivors >= 1 and score > -100.0  # a candidate survived the look-ahead
     assert len(off) == 2 and np.all(np.abs(off) <= 0.2 + 1e-9) and np.all(np.abs(com) <= 0.03 + 1e-9)
+    assert early in (0, 4, 8)
   assert track(sim, ref, TrackerConfig(search=None)).decisions == []
 
 
@@ -419,3 +424,31 @@ def test_search_termination_check_matches_terminations(sim):
     assert s._fails(k) == want, trial
     verdicts.append(want)
   assert 10 < sum(verdicts) < 50  # both outcomes were exercised
+
+
+def test_early_touchdown_time_warp(sim):
+  """A swing told to land n steps early runs through the reference's swing faster and then waits."""
+  from humanoid_retarget.sim.reference import make_reference
+  from humanoid_retarget.sim.tracker import WholeBodyQPTracker
+
+  ref = make_reference(_stepping_motion(sim, 2.0), sim)
+  tr = WholeBodyQPTracker(sim)
+  tr.set_reference(ref)
+  con = tr.feat.contact[:, 0]
+  k0 = int(np.flatnonzero(con[1:] < con[:-1])[0]) + 1  # the left foot's first lift-off
+  dur = int(tr.to_touchdown[k0, 0])  # its swing lasts this many control steps in the reference
+  assert dur > 8
+  assert tr._fk(k0 + 3, 0) == (k0 + 3, 1.0)  # on the reference's timing by default
+  tr.lift_k[0], tr.swing_adv[0] = k0, 4
+  rate = dur / (dur - 4)
+  for j in range(dur + 3):
+    kw, r = tr._fk(k0 + j, 0)
+    if j < dur:
+      assert r == pytest.approx(rate) and kw == min(round(k0 + j * rate), k0 + dur)
+    else:
+      assert (kw, r) == (k0 + j, 1.0)  # the reference has caught up
+  assert tr._fk(k0 + dur - 4, 0)[0] == k0 + dur  # lands (the reference's touchdown frame) 4 steps early
+  assert con[tr._fk(k0 + dur - 4, 0)[0]] and not con[tr._fk(k0 + dur - 5, 0)[0]]
+  tr.swing_adv[1] = 4  # the other foot's warp does not touch this one
+  tr.swing_adv[0] = 0
+  assert tr._fk(k0 + 2, 0) == (k0 + 2, 1.0)

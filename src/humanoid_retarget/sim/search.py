@@ -8,7 +8,9 @@ candidate offsets of that swing's foothold are each rolled out ``horizon`` contr
 MuJoCo model and the same controller, and the candidate that survives (no BeyondMimic termination) with the
 most upright torso and the DCM closest to the feet is kept. When no candidate survives, a wider set is tried
 that also shifts the CoM target by a few centimetres (ordered from small to large changes, the first survivor
-taken). Rollouts restore the controller's memory (:meth:`WholeBodyQPTracker.get_state`) and the MuJoCo state
+taken), and after it, as a last resort, candidates that also land the swing foot 4 or 8 control steps before the
+reference does (step-timing adjustment: the swing runs through the reference's swing faster, then waits on the
+floor; :meth:`WholeBodyQPTracker._fk`). Rollouts restore the controller's memory (:meth:`WholeBodyQPTracker.get_state`) and the MuJoCo state
 (``mj_copyData``) before each candidate, so the main rollout is unaffected.
 
 Only references that step (walk, turn, run; :func:`~humanoid_retarget.sim.tracker.stepping_reference`) use it;
@@ -39,6 +41,11 @@ class SearchConfig:
   ext_forward: tuple = (-0.2, -0.1, 0.0, 0.1, 0.2)
   ext_lateral: tuple = (-0.08, 0.0, 0.08, 0.16)
   ext_com: tuple = ((0.0, 0.0), (0.0, 0.03), (0.0, -0.03), (0.03, 0.0), (-0.03, 0.0))  # CoM offsets (fwd, lat)
+  # last resort, when nothing above survives: the swing also lands this many control steps early
+  # (step-timing adjustment), with these foothold offsets
+  timing: tuple = (4, 8)
+  timing_forward: tuple = (-0.1, 0.0, 0.1)
+  timing_lateral: tuple = (-0.08, 0.0, 0.08, 0.16)
   accept_score: float | None = -0.6  # a main candidate scoring at least this ends the search (None: try all)
   greedy_extended: bool = True  # the wider set stops at its first survivor (they are sorted small to large)
   tilt_weight: float = 1.0  # score: - tilt_weight * torso tilt error - dcm_weight * DCM distance from the feet ...
@@ -47,12 +54,16 @@ class SearchConfig:
 
 
 def candidate_offsets(cfg: SearchConfig) -> tuple[list, list]:
-  """The main and the extended candidate lists, (forward, lateral, com_forward, com_lateral) each; the
-  extended one sorted by the size of the change (CoM offsets counted twice)."""
-  main = sorted(((fx, fy, 0.0, 0.0) for fx in cfg.forward for fy in cfg.lateral), key=lambda c: abs(c[0]) + abs(c[1]))
-  ext = [(fx, fy, cx, cy) for fx in cfg.ext_forward for fy in cfg.ext_lateral for cx, cy in cfg.ext_com]
+  """The main and the extended candidate lists, (forward, lateral, com_forward, com_lateral, steps early)
+  each. The extended list is sorted by the size of the change (CoM offsets counted twice) and ends with the
+  early-touchdown candidates (fewer steps early first, then smaller offsets)."""
+  main = sorted(((fx, fy, 0.0, 0.0, 0) for fx in cfg.forward for fy in cfg.lateral),
+                key=lambda c: abs(c[0]) + abs(c[1]))
+  ext = [(fx, fy, cx, cy, 0) for fx in cfg.ext_forward for fy in cfg.ext_lateral for cx, cy in cfg.ext_com]
   ext.sort(key=lambda c: abs(c[0]) + abs(c[1]) + 2.0 * (abs(c[2]) + abs(c[3])))
-  return main, ext if cfg.extended else []
+  early = [(fx, fy, 0.0, 0.0, n) for n in cfg.timing for fx in cfg.timing_forward for fy in cfg.timing_lateral]
+  early.sort(key=lambda c: (c[4], abs(c[0]) + abs(c[1])))
+  return main, ext + early if cfg.extended else []
 
 
 def dcm_distance(xi: np.ndarray, feet: np.ndarray) -> float:
@@ -79,7 +90,8 @@ class FootstepSearch:
     self._ref_g = gravity_z_in_body(ref.body_quat[:, self.anchor])
     self._ref_ee = ref.body_pos[:, self.ees, 2]
     self._tc = tracker.base_cfg.terminations
-    self.decisions: list[tuple] = []  # (step, foot, foothold offset xy, CoM offset xy, score, survivors)
+    # (step, foot, foothold offset xy, CoM offset xy, score, survivors, control steps early)
+    self.decisions: list[tuple] = []
 
   def _rollout(self, k0: int, ctrl0: np.ndarray, horizon: int) -> int:
     """Control steps survived (<= horizon) from ``d2`` at step ``k0`` with first targets ``ctrl0``."""
@@ -102,7 +114,7 @@ class FootstepSearch:
     a = self.anchor + 1  # body ids: 0 is the world
     if abs(xpos[a, 2] - self._ref_z[k]) > tc.anchor_height:
       return True
-    w, x, y, z = self.d2.xquat[a]
+    x, y = self.d2.xquat[a, 1:3]
     if abs(-(1.0 - 2.0 * (x * x + y * y)) - self._ref_g[k]) > tc.anchor_gravity_z:
       return True
     return bool(np.any(np.abs(xpos[self.ees + 1, 2] - self._ref_ee[k]) > tc.ee_height))
@@ -134,21 +146,22 @@ class FootstepSearch:
     h = h / max(np.linalg.norm(h), 1e-9)  # walking direction: the mean of the feet's forward axes
     lat = np.array([-h[1], h[0]]) * (1.0 if i == 0 else -1.0)  # outwards for the swing foot
     H = min(self.cfg.horizon, self.ref.num_frames - 1 - k)
-    best, best_s, survivors = (np.zeros(3), np.zeros(3)), -np.inf, 0
+    best, best_s, survivors = (np.zeros(3), np.zeros(3), 0), -np.inf, 0
     for cands in (self.main, self.ext):
-      for fx, fy, cx, cy in cands:
+      for fx, fy, cx, cy, early in cands:
         off, cb = np.zeros(3), np.zeros(3)
         off[:2] = fx * h + fy * lat
         cb[:2] = cx * h + cy * lat
         tr.set_state(state)
         tr.step_bias[i] = off
         tr.com_bias = cb
+        tr.swing_adv[i] = early
         mujoco.mj_copyData(self.d2, m, d)
         surv = self._rollout(k, ctrl, H)
         score = self._score(k + surv, surv, H) - self.cfg.offset_weight * (np.hypot(fx, fy) + np.hypot(cx, cy))
         survivors += surv >= H
         if score > best_s:
-          best, best_s = (off, cb), score
+          best, best_s = (off, cb, early), score
         if cands is self.ext and self.cfg.greedy_extended and surv >= H:
           break
         if cands is self.main and self.cfg.accept_score is not None and score >= self.cfg.accept_score:
@@ -156,6 +169,6 @@ class FootstepSearch:
       if survivors:
         break
     tr.set_state(state)
-    tr.step_bias[i], tr.com_bias = best[0].copy(), best[1].copy()
+    tr.step_bias[i], tr.com_bias, tr.swing_adv[i] = best[0].copy(), best[1].copy(), best[2]
     self.decisions.append((k, i, np.round(best[0][:2], 3).tolist(), np.round(best[1][:2], 3).tolist(),
-                           round(float(best_s), 3), int(survivors)))
+                           round(float(best_s), 3), int(survivors), best[2]))

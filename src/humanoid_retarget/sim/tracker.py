@@ -168,7 +168,7 @@ class TrackResult:
   failed_at: int  # first failing control step, -1 when the clip reached the end
   wall_time: float
   sim_time: float
-  decisions: list = field(default_factory=list)  # footstep search: (step, foot, offset, CoM offset, score, n)
+  decisions: list = field(default_factory=list)  # footstep search: (step, foot, offset, CoM offset, score, n, early)
 
   @property
   def success(self) -> bool:
@@ -436,9 +436,11 @@ class WholeBodyQPTracker:
     self.swing_age = np.zeros(2, dtype=np.int64)
     self.step_bias = np.zeros((2, 3))  # extra foothold offset of the current swing (set by a footstep search)
     self.com_bias = np.zeros(3)  # offset of the CoM target (set by a footstep search)
+    self.swing_adv = np.zeros(2)  # control steps the current swing lands before the reference's (footstep search)
+    self.lift_k = np.zeros(2, dtype=np.int64)  # control step each foot last lifted off
 
   _STATE = ("anchor_R", "anchor_t", "on_count", "off_count", "step_off", "was_stance", "liftoff_R", "liftoff_p",
-            "swing_age", "step_bias", "com_bias")
+            "swing_age", "step_bias", "com_bias", "swing_adv", "lift_k")
 
   def get_state(self) -> dict:
     """Copies of the controller's memory of this rollout (to run look-ahead rollouts from the same state)."""
@@ -496,6 +498,21 @@ class WholeBodyQPTracker:
     near = dist <= self.cfg.touch_dist
     return [pos[near & (side == 0)], pos[near & (side == 1)]]
 
+  def _fk(self, k: int, i: int) -> tuple[int, float]:
+    """Reference step for foot ``i`` at control step ``k``, and its rate: a swing told to land ``swing_adv``
+    steps early runs through the reference's swing that much faster (lift-off to touchdown), then waits on
+    the floor until the reference catches up."""
+    adv = self.swing_adv[i]
+    if adv <= 0:
+      return k, 1.0
+    k0 = int(self.lift_k[i])
+    dur = float(self.to_touchdown[k0, i])
+    td = k0 + int(dur)
+    if k >= td or dur <= adv:
+      return k, 1.0
+    rate = dur / (dur - adv)
+    return min(round(k0 + (k - k0) * rate), td), rate
+
   def _map(self, p: np.ndarray) -> np.ndarray:
     return self.anchor_R @ p + self.anchor_t
 
@@ -510,7 +527,7 @@ class WholeBodyQPTracker:
     for s in np.flatnonzero(both):
       b = self.foot_body[s]
       Rs = d.xmat[b].reshape(3, 3)
-      dyaw += _wrap(_yaw(Rs) - _yaw(self.anchor_R @ f.foot_mat[k, s]))
+      dyaw += _wrap(_yaw(Rs) - _yaw(self.anchor_R @ f.foot_mat[self._fk(k, s)[0], s]))
       pivot += d.xpos[b]
       n += 1
     dyaw *= c.drift_yaw_rate / n
@@ -520,7 +537,7 @@ class WholeBodyQPTracker:
     self.anchor_R = Rd @ self.anchor_R
     self.anchor_t = Rd @ (self.anchor_t - pivot) + pivot
     for s in np.flatnonzero(both):
-      err += d.xpos[self.foot_body[s]] - self._map(f.foot_pos[k, s])
+      err += d.xpos[self.foot_body[s]] - self._map(f.foot_pos[self._fk(k, s)[0], s])
     err[2] = 0.0
     self.anchor_t += c.drift_rate * err / n
 
@@ -548,7 +565,7 @@ class WholeBodyQPTracker:
     floor (and meant to be) for ``ds_steps`` control steps: lift-off waits for a short double support.
     """
     on = self.feet_on_floor(d, scan) | (self.off_count < self.cfg.contact_hold)
-    ref_on = self.feat.contact[k]
+    ref_on = np.array([self.feat.contact[self._fk(k, i)[0], i] for i in range(2)])
     both = on & ref_on
     st = both.copy()
     for i in range(2):
@@ -613,9 +630,10 @@ class WholeBodyQPTracker:
       ext = np.unique([np.argmin(loc[:, 0]), np.argmax(loc[:, 0]), np.argmin(loc[:, 1]), np.argmax(loc[:, 1])])
       flat = c.hard_contact and np.ptp(loc[:, 0]) > c.flat_length and np.ptp(loc[:, 1]) > c.flat_width
       e_lvl = np.zeros(3)
-      if c.hard_contact and c.level_tilt > 0 and f.contact[k, i]:
+      ki = self._fk(k, i)[0]
+      if c.hard_contact and c.level_tilt > 0 and f.contact[ki, i]:
         tilt = np.arccos(np.clip(R[2, 2], -1.0, 1.0))
-        ref_tilt = np.arccos(np.clip(f.foot_mat[k, i][2, 2], -1.0, 1.0))
+        ref_tilt = np.arccos(np.clip(f.foot_mat[ki, i][2, 2], -1.0, 1.0))
         if tilt < c.level_tilt and ref_tilt < c.level_ref_tilt:
           # the reference has this sole flat on the floor and the simulated one is close: hold it as a flat
           # foot (its sole corners carry force) and turn it level (a heel or edge that lifted comes back down)
@@ -719,19 +737,23 @@ class WholeBodyQPTracker:
       b = self.foot_body[i]
       mujoco.mj_jacBody(m, d, self.jacp, self.jacr, b)
       mujoco.mj_jacDot(m, d, self.jdp, self.jdr, d.xpos[b], b)
-      p_des = self._map(f.foot_pos[k, i])
-      if not f.contact[k, i]:
+      if self.was_stance[i]:  # lift-off: a new swing, on the reference's timing until told otherwise
+        self.lift_k[i] = k
+        self.swing_adv[i] = 0.0
+      ki, rate = self._fk(k, i)
+      p_des = self._map(f.foot_pos[ki, i])
+      if not f.contact[ki, i]:
         if c.step_horizon > 0:
           # capture-point stepping: the DCM error expected at the reference's touchdown (it grows as exp(omega t))
-          t_rem = min(self.to_touchdown[k, i] * self.sim.control_dt, c.step_horizon)
+          t_rem = min(self.to_touchdown[ki, i] / rate * self.sim.control_dt, c.step_horizon)
           self.step_off[i] = np.clip(c.step_gain * dcm_err * np.exp(omega * t_rem), -c.step_max, c.step_max)
         else:
           self.step_off[i] = step
       else:  # the reference has landed this foot: reach for the floor where the step was aimed
         p_des[2] -= c.touchdown_depth
       p_des = p_des + self.step_off[i] + self.step_bias[i]
-      v_des = Ra @ f.foot_vel[k, i]
-      R_des = Ra @ f.foot_mat[k, i]
+      v_des = rate * (Ra @ f.foot_vel[ki, i])
+      R_des = Ra @ f.foot_mat[ki, i]
       if c.flat_swing:  # keep the sole parallel to the floor (the reference's toe-off pitch scuffs the toe)
         R_des = _rz(_yaw(R_des))
       # from the lift-off attitude towards the target over the first steps of the swing
