@@ -452,3 +452,25 @@ def test_early_touchdown_time_warp(sim):
   tr.swing_adv[1] = 4  # the other foot's warp does not touch this one
   tr.swing_adv[0] = 0
   assert tr._fk(k0 + 2, 0) == (k0 + 2, 1.0)
+
+
+def test_settle_on_floor_puts_the_stance_foot_down(sim):
+  from humanoid_retarget.sim.tracker import foot_floor_gap, settle_on_floor
+
+  m = sim.model
+  d = mujoco.MjData(m)
+  d.qpos[2] = 1.0  # zero joint angles, well above the floor
+  mujoco.mj_forward(m, d)
+  gap0 = foot_floor_gap(sim, d)
+  assert gap0[0] == pytest.approx(gap0[1], abs=1e-6) and 0.15 < gap0[0] < 0.3  # symmetric pose
+  d.qpos[2] = 1.0 - gap0[0] + 0.012  # both soles 12 mm above the floor
+  mujoco.mj_forward(m, d)
+  np.testing.assert_allclose(foot_floor_gap(sim, d), 0.012, atol=1e-6)
+  assert settle_on_floor(sim, d, np.array([False, False])) == 0.0  # no stance foot: nothing to do
+  shift = settle_on_floor(sim, d, np.array([True, False]))
+  assert shift == pytest.approx(-0.0125, abs=1e-6)  # down to 0.5 mm into the floor
+  np.testing.assert_allclose(foot_floor_gap(sim, d), -0.0005, atol=1e-6)
+  assert d.ncon > 0  # MuJoCo reports the foot contacts
+  d.qpos[2] += 0.2  # far too high: the shift is capped
+  mujoco.mj_forward(m, d)
+  assert settle_on_floor(sim, d, np.array([True, True]), max_shift=0.03) == pytest.approx(-0.03)

@@ -139,7 +139,8 @@ class FootstepSearch:
     new = [i for i in range(2) if was_stance[i] and not tr.was_stance[i]]
     if not new:
       return
-    i = new[0]
+    # both at once (the first step of a clip): the foot the reference has in the air
+    i = next((j for j in new if not self.tr.feat.contact[k, j]), new[0])
     m = self.m
     state = tr.get_state()
     h = d.xmat[tr.foot_body[0]].reshape(3, 3)[:2, 0] + d.xmat[tr.foot_body[1]].reshape(3, 3)[:2, 0]

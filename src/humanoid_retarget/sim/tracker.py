@@ -140,6 +140,7 @@ class TrackerConfig:
   zmp_margin: float = 0.01  # m, sole shrink for that path
   swing_clearance: float = 0.04  # m, added to the reference swing-foot height mid-swing
   effort_margin: float = 0.95  # fraction of the effort limits the QP may use
+  settle: bool = True  # start with the reference's stance foot touching the floor (settle_on_floor)
   predict_vel: float = 1.0  # targets aim at the state predicted for mid-step (0 = the current state)
   # overrides used when the reference walks or runs (stepping_reference); None: one configuration for all clips
   stepping: dict | None = field(default_factory=lambda: dict(STEPPING_OVERRIDES))
@@ -824,6 +825,28 @@ class WholeBodyQPTracker:
     return tau, acc
 
 
+def foot_floor_gap(sim: SimModel, d: mujoco.MjData) -> np.ndarray:
+  """(2,) signed distance (m) from each foot's (left, right) collision geoms to the floor; needs kinematics."""
+  m = sim.model
+  floor = m.geom("floor").id
+  return np.array([min(mujoco.mj_geomDistance(m, d, int(g), floor, 0.5, None) for g in sim.foot_geoms[side])
+                   for side in SIDES])
+
+
+def settle_on_floor(sim: SimModel, d: mujoco.MjData, contact: np.ndarray, max_shift: float = 0.03) -> float:
+  """Shift the robot vertically so the lowest foot the reference has on the floor (``contact`` (2,) bool)
+  touches it (0.5 mm deep): retargeted stance feet hover or sink a few millimetres, and a start with no foot on the floor
+  starts as a fall. Returns the shift (m, at most ``max_shift`` either way; 0 without a stance foot)."""
+  if not np.any(contact):
+    return 0.0
+  mujoco.mj_kinematics(sim.model, d)
+  gap = float(np.min(foot_floor_gap(sim, d)[np.asarray(contact, dtype=bool)]))
+  shift = float(np.clip(-gap - 0.0005, -max_shift, max_shift))  # 0.5 mm into it: MuJoCo reports the contact
+  d.qpos[2] += shift
+  mujoco.mj_forward(sim.model, d)
+  return shift
+
+
 def step_control(m: mujoco.MjModel, d: mujoco.MjData, ctrl: np.ndarray, decimation: int) -> None:
   """Hold ``ctrl`` for one control step (``decimation`` physics steps).
 
@@ -852,6 +875,8 @@ def track(sim: SimModel, ref: Reference, cfg: TrackerConfig | None = None, stop_
   d.qpos[:] = ref.qpos[0]
   d.qvel[:] = ref.qvel[0]
   mujoco.mj_forward(m, d)
+  if cfg.mode != "pd" and cfg.settle:
+    settle_on_floor(sim, d, ref.contacts[0])
   T = ref.num_frames
   B = m.nbody - 1
   qpos = np.zeros((T, m.nq))
