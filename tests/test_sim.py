@@ -474,3 +474,41 @@ def test_settle_on_floor_puts_the_stance_foot_down(sim):
   d.qpos[2] += 0.2  # far too high: the shift is capped
   mujoco.mj_forward(m, d)
   assert settle_on_floor(sim, d, np.array([True, True]), max_shift=0.03) == pytest.approx(-0.03)
+
+
+def test_search_backtrack_takes_another_candidate(sim):
+  """After a failure, the search goes back to its last decision and takes a different surviving candidate."""
+  from humanoid_retarget.sim.reference import make_reference
+  from humanoid_retarget.sim.search import FootstepSearch, SearchConfig
+  from humanoid_retarget.sim.tracker import WholeBodyQPTracker, step_control
+
+  ref = make_reference(_stepping_motion(sim, 3.0), sim)
+  tr = WholeBodyQPTracker(sim)
+  tr.set_reference(ref)
+  search = FootstepSearch(sim, tr, ref, SearchConfig(horizon=30, backtrack=2))
+  m = sim.model
+  d = mujoco.MjData(m)
+  d.qpos[:], d.qvel[:] = ref.qpos[0], ref.qvel[0]
+  mujoco.mj_forward(m, d)
+  k = 0
+  while not search.checkpoints:  # walk up to the first swing's decision and a bit beyond
+    before = tr.was_stance.copy()
+    ctrl = tr.control(d, ref, k)
+    search.decide(d, k, ctrl, before)
+    step_control(m, d, ctrl, sim.config.decimation)
+    k += 1
+  c = search.checkpoints[-1]
+  first = search.decisions[-1]
+  for _ in range(5):
+    step_control(m, d, tr.control(d, ref, k), sim.config.decimation)
+    k += 1
+  back = search.backtrack(d, k)  # as if the robot had fallen at step k
+  assert back is not None
+  kb, ctrl_b = back
+  assert kb == c["k"] and np.array_equal(ctrl_b, c["ctrl"])
+  assert d.time == pytest.approx(c["d"].time)  # the simulation is back at the decision
+  np.testing.assert_array_equal(d.qpos, c["d"].qpos)
+  assert len(search.decisions) == c["n"] + 1 and search.decisions[-1][0] == first[0]
+  assert search.decisions[-1][2:4] != first[2:4] or search.decisions[-1][6] != first[6]  # another candidate
+  assert search.budget == 1 and search.backtracks == 1
+  assert len(c["taken"]) == 2

@@ -46,6 +46,13 @@ class SearchConfig:
   timing: tuple = (4, 8)
   timing_forward: tuple = (-0.1, 0.0, 0.1)
   timing_lateral: tuple = (-0.08, 0.0, 0.08, 0.16)
+  # when the main rollout fails anyway: go back to an earlier decision and take another candidate that survives
+  # past the failure point by backtrack_margin steps (at most `backtrack` re-decisions per clip, each trying at
+  # most backtrack_candidates candidates, within backtrack_window steps before the failure); 0: off
+  backtrack: int = 6
+  backtrack_margin: int = 25
+  backtrack_candidates: int = 30
+  backtrack_window: int = 150
   accept_score: float | None = -0.6  # a main candidate scoring at least this ends the search (None: try all)
   greedy_extended: bool = True  # the wider set stops at its first survivor (they are sorted small to large)
   tilt_weight: float = 1.0  # score: - tilt_weight * torso tilt error - dcm_weight * DCM distance from the feet ...
@@ -85,6 +92,10 @@ class FootstepSearch:
     self.anchor = sim.body_index(ANCHOR_BODY)
     self.ees = np.array([sim.body_index(n) for n in END_EFFECTORS])
     self.main, self.ext = candidate_offsets(self.cfg)
+    self.all = self.main + self.ext
+    self.checkpoints: list[dict] = []  # per decision, for backtracking: state, control, next untried candidate
+    self.budget = self.cfg.backtrack
+    self.backtracks = 0
     # the terminations' reference terms per control step, for a scalar check in the rollouts
     self._ref_z = ref.body_pos[:, self.anchor, 2]
     self._ref_g = gravity_z_in_body(ref.body_quat[:, self.anchor])
@@ -132,6 +143,33 @@ class FootstepSearch:
     feet = np.array([d2.xpos[b][:2] for b in self.tr.foot_body])
     return -self.cfg.tilt_weight * tilt - self.cfg.dcm_weight * dcm_distance(xi, feet)
 
+  def _frame(self, d: mujoco.MjData, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Walking direction (the mean of the feet's forward axes) and the outward direction of swing foot ``i``."""
+    tr = self.tr
+    h = d.xmat[tr.foot_body[0]].reshape(3, 3)[:2, 0] + d.xmat[tr.foot_body[1]].reshape(3, 3)[:2, 0]
+    h = h / max(np.linalg.norm(h), 1e-9)
+    return h, np.array([-h[1], h[0]]) * (1.0 if i == 0 else -1.0)
+
+  def _apply(self, state: dict, i: int, cand: tuple, h: np.ndarray, lat: np.ndarray) -> None:
+    """Restore the controller's memory ``state`` and set candidate ``cand`` for swing foot ``i``."""
+    fx, fy, cx, cy, early = cand
+    tr = self.tr
+    tr.set_state(state)
+    tr.step_bias[i] = 0.0
+    tr.step_bias[i, :2] = fx * h + fy * lat
+    tr.com_bias = np.zeros(3)
+    tr.com_bias[:2] = cx * h + cy * lat
+    tr.swing_adv[i] = early
+
+  def _try(self, d: mujoco.MjData, k: int, ctrl: np.ndarray, state: dict, i: int, cand: tuple, h: np.ndarray,
+           lat: np.ndarray, H: int) -> tuple[int, float]:
+    """Roll candidate ``cand`` out ``H`` steps from ``d``: (steps survived, score)."""
+    self._apply(state, i, cand, h, lat)
+    mujoco.mj_copyData(self.d2, self.m, d)
+    surv = self._rollout(k, ctrl, H)
+    fx, fy, cx, cy, _ = cand
+    return surv, self._score(k + surv, surv, H) - self.cfg.offset_weight * (np.hypot(fx, fy) + np.hypot(cx, cy))
+
   def decide(self, d: mujoco.MjData, k: int, ctrl: np.ndarray, was_stance: np.ndarray) -> None:
     """Call after ``tracker.control(d, ref, k)`` returned ``ctrl``; ``was_stance`` (2,) is the tracker's
     stance flags before that call. When a swing started, sets the tracker's offsets for it."""
@@ -141,35 +179,67 @@ class FootstepSearch:
       return
     # both at once (the first step of a clip): the foot the reference has in the air
     i = next((j for j in new if not self.tr.feat.contact[k, j]), new[0])
-    m = self.m
     state = tr.get_state()
-    h = d.xmat[tr.foot_body[0]].reshape(3, 3)[:2, 0] + d.xmat[tr.foot_body[1]].reshape(3, 3)[:2, 0]
-    h = h / max(np.linalg.norm(h), 1e-9)  # walking direction: the mean of the feet's forward axes
-    lat = np.array([-h[1], h[0]]) * (1.0 if i == 0 else -1.0)  # outwards for the swing foot
+    h, lat = self._frame(d, i)
     H = min(self.cfg.horizon, self.ref.num_frames - 1 - k)
-    best, best_s, survivors = (np.zeros(3), np.zeros(3), 0), -np.inf, 0
-    for cands in (self.main, self.ext):
-      for fx, fy, cx, cy, early in cands:
-        off, cb = np.zeros(3), np.zeros(3)
-        off[:2] = fx * h + fy * lat
-        cb[:2] = cx * h + cy * lat
-        tr.set_state(state)
-        tr.step_bias[i] = off
-        tr.com_bias = cb
-        tr.swing_adv[i] = early
-        mujoco.mj_copyData(self.d2, m, d)
-        surv = self._rollout(k, ctrl, H)
-        score = self._score(k + surv, surv, H) - self.cfg.offset_weight * (np.hypot(fx, fy) + np.hypot(cx, cy))
-        survivors += surv >= H
-        if score > best_s:
-          best, best_s = (off, cb, early), score
-        if cands is self.ext and self.cfg.greedy_extended and surv >= H:
-          break
-        if cands is self.main and self.cfg.accept_score is not None and score >= self.cfg.accept_score:
-          break  # good enough: the smallest changes are tried first
-      if survivors:
+    best, best_s, survivors, j = 0, -np.inf, 0, 0
+    n_main = len(self.main)
+    while j < len(self.all):
+      surv, score = self._try(d, k, ctrl, state, i, self.all[j], h, lat, H)
+      survivors += surv >= H
+      if score > best_s:
+        best, best_s = j, score
+      if j >= n_main and self.cfg.greedy_extended and surv >= H:
         break
-    tr.set_state(state)
-    tr.step_bias[i], tr.com_bias, tr.swing_adv[i] = best[0].copy(), best[1].copy(), best[2]
-    self.decisions.append((k, i, np.round(best[0][:2], 3).tolist(), np.round(best[1][:2], 3).tolist(),
-                           round(float(best_s), 3), int(survivors), best[2]))
+      if j < n_main and self.cfg.accept_score is not None and score >= self.cfg.accept_score:
+        break  # good enough: the smallest changes are tried first
+      j += 1
+      if j == n_main and survivors:
+        break
+    self._apply(state, i, self.all[best], h, lat)
+    self._record(k, i, best, best_s, survivors)
+    if self.cfg.backtrack > 0 and survivors:  # (when nothing survived the horizon, nothing will survive longer)
+      d_copy = mujoco.MjData(self.m)
+      mujoco.mj_copyData(d_copy, self.m, d)
+      self.checkpoints.append(dict(k=k, i=i, d=d_copy, ctrl=ctrl.copy(), state=state, h=h, lat=lat, next=0,
+                                   taken={best}, n=len(self.decisions) - 1))
+
+  def _record(self, k: int, i: int, c: int, score: float, survivors: int) -> None:
+    fx, fy, cx, cy, early = self.all[c]
+    tr = self.tr
+    self.decisions.append((k, i, np.round(tr.step_bias[i, :2], 3).tolist(), np.round(tr.com_bias[:2], 3).tolist(),
+                           round(float(score), 3), int(survivors), early))
+
+  def backtrack(self, d: mujoco.MjData, k_fail: int) -> tuple[int, np.ndarray] | None:
+    """The main rollout failed at step ``k_fail``: go back to the latest decision (within ``backtrack_window``
+    steps) that has candidates left and take the first of them (in the search's order, all but those already
+    taken) that survives past the failure point (``backtrack_margin`` steps). Restores ``d`` and the controller to that decision and returns (its step,
+    its control targets), or None when the budget (``backtrack`` re-decisions) is spent or nothing survives."""
+    cfg = self.cfg
+    while self.budget > 0 and self.checkpoints:
+      c = self.checkpoints[-1]
+      if c["k"] >= k_fail or c["next"] >= len(self.all) or c["k"] < k_fail - cfg.backtrack_window:
+        if c["k"] < k_fail - cfg.backtrack_window:
+          return None
+        self.checkpoints.pop()
+        continue
+      self.budget -= 1
+      self.backtracks += 1
+      H = min(max(cfg.horizon, k_fail - c["k"] + cfg.backtrack_margin), self.ref.num_frames - 1 - c["k"])
+      tried = 0
+      while c["next"] < len(self.all) and tried < cfg.backtrack_candidates:
+        j = c["next"]
+        c["next"] += 1
+        if j in c["taken"]:
+          continue
+        tried += 1
+        surv, score = self._try(c["d"], c["k"], c["ctrl"], c["state"], c["i"], self.all[j], c["h"], c["lat"], H)
+        if surv >= H:
+          c["taken"].add(j)
+          self._apply(c["state"], c["i"], self.all[j], c["h"], c["lat"])
+          del self.decisions[c["n"]:]
+          self._record(c["k"], c["i"], j, score, 1)
+          mujoco.mj_copyData(d, self.m, c["d"])
+          return c["k"], c["ctrl"]
+      self.checkpoints.pop()  # nothing there survives: an earlier decision
+    return None
