@@ -205,7 +205,7 @@ class FootstepSearch:
                                    taken={best}, n=len(self.decisions) - 1))
 
   def _record(self, k: int, i: int, c: int, score: float, survivors: int) -> None:
-    fx, fy, cx, cy, early = self.all[c]
+    early = self.all[c][4]
     tr = self.tr
     self.decisions.append((k, i, np.round(tr.step_bias[i, :2], 3).tolist(), np.round(tr.com_bias[:2], 3).tolist(),
                            round(float(score), 3), int(survivors), early))
