@@ -91,6 +91,9 @@ def main() -> int:
       if not os.path.exists(out):
         save_motion(out, retarget_file(f, RetargetOptions()))
       files.append((c, out))
+  if not files:
+    print(f"no clips: nothing matches dataset-2_<class>_*.bvh under {a.data}", file=sys.stderr)
+    return 1
   out = {"physics": ph}
   flights = run_flight_check(sim, [f for c, f in files if c == "run"])
   if flights:
