@@ -10,8 +10,10 @@ most upright torso and the DCM closest to the feet is kept. When no candidate su
 that also shifts the CoM target by a few centimetres (ordered from small to large changes, the first survivor
 taken), and after it, as a last resort, candidates that also land the swing foot 4 or 8 control steps before the
 reference does (step-timing adjustment: the swing runs through the reference's swing faster, then waits on the
-floor; :meth:`WholeBodyQPTracker._fk`). Rollouts restore the controller's memory (:meth:`WholeBodyQPTracker.get_state`) and the MuJoCo state
-(``mj_copyData``) before each candidate, so the main rollout is unaffected.
+floor; :meth:`WholeBodyQPTracker._fk`). Rollouts restore the controller's memory
+(:meth:`WholeBodyQPTracker.get_state`) and the MuJoCo state (``mj_copyData``) before each candidate, so the main
+rollout is unaffected. When the main rollout fails anyway, :meth:`FootstepSearch.backtrack` revisits an earlier
+decision.
 
 Only references that step (walk, turn, run; :func:`~humanoid_retarget.sim.tracker.stepping_reference`) use it;
 others are tracked exactly as before.
@@ -94,8 +96,7 @@ class FootstepSearch:
     self.main, self.ext = candidate_offsets(self.cfg)
     self.all = self.main + self.ext
     self.checkpoints: list[dict] = []  # per decision, for backtracking: state, control, next untried candidate
-    self.budget = self.cfg.backtrack
-    self.backtracks = 0
+    self.budget = self.cfg.backtrack  # re-decisions left
     # the terminations' reference terms per control step, for a scalar check in the rollouts
     self._ref_z = ref.body_pos[:, self.anchor, 2]
     self._ref_g = gravity_z_in_body(ref.body_quat[:, self.anchor])
@@ -119,14 +120,19 @@ class FootstepSearch:
       ctrl = tr.control(d2, ref, kk)
     return horizon
 
+  @property
+  def backtracks(self) -> int:
+    """Re-decisions made so far."""
+    return self.cfg.backtrack - self.budget
+
   def _fails(self, k: int) -> bool:
-    """BeyondMimic's terminations (:func:`~humanoid_retarget.sim.terminations.termination_mask`) for ``d2`` against reference step ``k``."""
+    """BeyondMimic's terminations (:func:`~humanoid_retarget.sim.terminations.termination_mask`) for ``d2``
+    against reference step ``k``, one state at a time."""
     xpos, tc = self.d2.xpos, self._tc
     a = self.anchor + 1  # body ids: 0 is the world
     if abs(xpos[a, 2] - self._ref_z[k]) > tc.anchor_height:
       return True
-    x, y = self.d2.xquat[a, 1:3]
-    if abs(-(1.0 - 2.0 * (x * x + y * y)) - self._ref_g[k]) > tc.anchor_gravity_z:
+    if abs(gravity_z_in_body(self.d2.xquat[a]) - self._ref_g[k]) > tc.anchor_gravity_z:
       return True
     return bool(np.any(np.abs(xpos[self.ees + 1, 2] - self._ref_ee[k]) > tc.ee_height))
 
@@ -224,7 +230,6 @@ class FootstepSearch:
         self.checkpoints.pop()
         continue
       self.budget -= 1
-      self.backtracks += 1
       H = min(max(cfg.horizon, k_fail - c["k"] + cfg.backtrack_margin), self.ref.num_frames - 1 - c["k"])
       tried = 0
       while c["next"] < len(self.all) and tried < cfg.backtrack_candidates:
