@@ -189,6 +189,26 @@ def test_tiny_training_reduces_loss_and_resumes(tiny_data, tmp_path):
     v.dtype == torch.float16 for v in ck_c["state_dict"].values())
 
 
+def test_training_mix_joins_windows(tiny_data, tmp_path):
+  """``--mix``: the mixed datasets' train windows join the training set (here the same data twice: twice the
+  steps per epoch), each part with its own offsets per epoch; validation stays on --data."""
+  from humanoid_retarget.neural.train import MixedWindows, WindowSet
+
+  data, _ = tiny_data
+  sp = PairSplit(str(data / "train"))
+  a, b = WindowSet(sp, 40, 8, 0.5, True, 0), WindowSet(sp, 40, 8, 0.5, True, 1)
+  mixed = MixedWindows([a, b])
+  assert len(mixed) == 2 * len(a)
+  mixed.set_epoch(3)
+  assert a.epoch == b.epoch == 3
+  torch.testing.assert_close(mixed[len(a)][1], b[0][1])
+  train(_tiny_cfg(data, tmp_path / "one", epochs=1))
+  train(_tiny_cfg(data, tmp_path / "two", epochs=1, mix=[str(data)]))
+  one = torch.load(tmp_path / "one" / "last.pt", weights_only=False)
+  two = torch.load(tmp_path / "two" / "last.pt", weights_only=False)
+  assert two["step"] == (2 * len(a)) // 4 and one["step"] == len(a) // 4
+
+
 def test_inference_any_length_and_fps(tiny_data, tmp_path, g1):
   data, _ = tiny_data
   train(_tiny_cfg(data, tmp_path / "r", epochs=1))
@@ -306,6 +326,8 @@ def test_dataset_from_robot_motions(tmp_path, g1):
     q = m.dof_pos.copy()
     q[:, elbow] += 0.1  # not what the retargeter gives
     root = m.root_pos + np.array([0.0, 0.0, 0.3 if n == floating else 0.0])
+    if n == tr:  # falls behind as a simulated walk does: 0.4 m/s
+      root[:, 0] -= 0.4 * np.arange(len(root)) / h.fps
     R = Rotation.from_quat(m.root_quat, scalar_first=True).as_matrix()
     m30 = make_motion(g1, root, R, q, m.contacts, h.fps, "physics", str(src / f"{n}.bvh"))
     rp, rq, q50 = resample_motion_state(m30, 50.0)
@@ -335,3 +357,27 @@ def test_dataset_from_robot_motions(tmp_path, g1):
     assert np.abs(q - given[n][:ps.frames]).mean() < 0.01
     assert np.abs(q[:, elbow] - given[n][:ps.frames, elbow]).mean() < 0.02
     assert np.abs(q[:, elbow] - kin[n][:ps.frames, elbow]).mean() > 0.08
+    # The drift is gone (default --drift-sigma-s 1): the root offset from the human path stays local.
+    assert np.abs(np.asarray(ps.robot)[:, 1:3]).max() < 0.05
+
+
+def test_root_drift_removes_slow_drift_keeps_sway(g1):
+  """A root that falls behind the scaled human root at 0.4 m/s and sways 2 cm at 1.5 Hz: the drift is the
+  ramp (to 2 mm; 1 cm at the ends), and root - drift is the human path plus the sway."""
+  T, fps = 240, 30.0
+  t = np.arange(T) / fps
+  human_root = np.stack([1.2 * t, 0.1 * t, np.full(T, 0.9)], axis=1)
+  frame = F.HumanFrame(yaw=np.zeros(T), root=human_root, leg=0.9)
+  scale = F.robot_leg_length(g1) / 0.9
+  sway = np.stack([np.zeros(T), 0.02 * np.sin(2 * np.pi * 1.5 * t)], axis=1)
+  ramp = np.stack([-0.4 * t, 0.05 * t], axis=1) + [0.3, -0.2]
+  root = human_root * scale
+  root[:, :2] += ramp + sway
+  d = F.root_drift(g1, root, frame, sigma_frames=30.0)
+  assert d.shape == (T, 2)
+  mid = slice(60, T - 60)  # 2 sigma from the ends
+  assert np.abs(d - ramp)[mid].max() < 2e-3  # the sway leaks < 2 mm
+  assert np.abs(d - ramp).max() < 0.01  # the ends: the reflection point carries the sway's last value
+  rest = root[:, :2] - d - human_root[:, :2] * scale
+  assert np.abs(rest - sway)[mid].max() < 2e-3
+  assert np.abs(rest).max() < 0.03  # a local offset, not the 3.2 m the root fell behind

@@ -16,6 +16,7 @@ def build(
   executor: Literal["local", "ray"] = "local",
   ray_address: str = "",
   robot_motions: tuple[str, ...] = (),
+  drift_sigma_s: float = 1.0,
   quiet: bool = False,
 ) -> int:
   """Build a (human, robot) pair dataset with the kinematic retargeter, curated and split by clip.
@@ -36,6 +37,9 @@ def build(
     robot_motions: folders or files of robot motions (.npz, e.g. ``track-eval --save-dir`` output) to
       use as the robot side instead of retargeting: matched to the human clips by file stem or by the
       motion's recorded source, resampled to 30 fps; human clips without one are left out.
+    drift_sigma_s: with --robot-motions: remove each motion's slow horizontal drift from the human's
+      root path (Gaussian low-pass of the difference, sigma in s; 0 = keep it). Simulated walks fall
+      metres behind; the network places the root on the human's path, so the drift would only be noise.
     quiet: no progress bar.
   """
   from humanoid_retarget.neural.dataset import BuildConfig, build_dataset
@@ -43,7 +47,8 @@ def build(
   rep = build_dataset(BuildConfig(inputs=list(inputs), out=out, robot=robot, val_percent=val_percent,
                                   noisy_copies=noisy_copies, workers=workers, executor=executor,
                                   ray_address=ray_address, progress=not quiet,
-                                  robot_motions=list(robot_motions)))
+                                  robot_motions=list(robot_motions),
+                                  drift_sigma_s=drift_sigma_s))
   print(f"{rep['clips_kept']} of {rep['clips_total']} clips kept ({rep['clips_dropped']} dropped: "
         f"{rep['drop_counts']}); train {rep['splits']['train']}, val {rep['splits']['val']}; "
         f"retargeter commit {rep['retargeter_commit']}; report {out}/report.json", file=sys.stderr)

@@ -7,6 +7,7 @@ from typing import Literal
 
 def train(
   data: str = "data/pairs",
+  mix: tuple[str, ...] = (),
   out: str = "runs/neural",
   arch: Literal["nmr", "ikmr"] = "nmr",
   d_model: int = 160,
@@ -34,11 +35,14 @@ def train(
 
   Pre-training: ``train --data data/pairs --out runs/pre``. Fine-tuning on another pair set at a
   lower learning rate: ``train --data data/other --out runs/ft --init runs/pre/best.pt --lr 2e-4``
-  (the architecture and the normalisation statistics then come from the checkpoint). Runs unchanged
+  (the architecture and the normalisation statistics then come from the checkpoint); ``--mix data/pairs``
+  keeps the pre-training pairs in the training set. Runs unchanged
   under ``torchrun --nproc-per-node N -m humanoid_retarget.cli.main train ...`` (gloo DDP).
 
   Args:
     data: dataset folder (train/ and val/ splits).
+    mix: more dataset folders whose train windows join the training set (validation stays on --data),
+      e.g. the kinematic pairs while fine-tuning on physics pairs, so the network keeps what it learnt.
     out: run folder: last.pt (every epoch, for --resume) and best.pt (lowest validation loss).
     arch: nmr (conv encoder + Transformer + conv decoder) or ikmr (dual autoencoders, shared latent).
     d_model: Transformer width.
@@ -70,7 +74,7 @@ def train(
   if window % 4:
     raise ValueError("window must be a multiple of 4")
   cfg = TrainConfig(
-    data=data, out=out, model=ModelConfig(arch=arch, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+    data=data, mix=list(mix), out=out, model=ModelConfig(arch=arch, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
                                           dropout=dropout, window=window),
     epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, stride=stride,
     noisy_prob=noisy_prob, seed=seed, init=init, resume=resume, threads=threads, bf16=bf16,

@@ -35,13 +35,13 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
 import numpy as np
 
 from humanoid_retarget.neural.features import (HUMAN_DIM, corrupt_positions, human_features, random_bone_scales,
-                                               robot_features, scale_bones)
+                                               robot_features, root_drift, scale_bones)
 
 FPS = 30.0  # the network's frame rate
 MAX_LENGTH_MISMATCH = 3  # frames (at FPS) a robot motion may differ from its human clip; both are cut to the shorter
@@ -90,6 +90,10 @@ class BuildConfig:
       '' = start or join a local instance).
     robot_motions: folders or files of robot motions (.npz) to pair with the human clips instead of
       retargeting them (empty: the kinematic retargeter).
+    drift_sigma_s: robot motions only: their slow horizontal drift from the scaled human root path is
+      removed (Gaussian low-pass of the difference, this sigma in s; 0 = keep the motions as they are).
+      Simulated walks fall metres behind the human; the network places the root on the human's path
+      plus a local offset (std 1.7 cm on the kinematic pairs), and drift would swamp that offset.
   """
 
   inputs: list[str] = field(default_factory=lambda: ["../shared/data/bandai1", "../shared/data/bandai2"])
@@ -103,6 +107,7 @@ class BuildConfig:
   curation: CurationConfig = field(default_factory=CurationConfig)
   progress: bool = True
   robot_motions: list[str] = field(default_factory=list)
+  drift_sigma_s: float = 1.0
 
 
 def split_of(name: str, val_percent: float) -> str:
@@ -167,15 +172,16 @@ def match_robot_motions(human_files: list[str], robot_motions: list[str]) -> dic
   return out
 
 
-def robot_motions_key(pairs: dict[str, str]) -> str:
-  """Cache key of a build from robot motions: the features' source and the matched files' contents."""
+def robot_motions_key(pairs: dict[str, str], drift_sigma_s: float = 0.0) -> str:
+  """Cache key of a build from robot motions: the features' source, the matched files' contents and
+  the drift filter."""
   from humanoid_retarget.neural import features
 
   h = hashlib.sha1(inspect.getsource(features).encode())
   for hf in sorted(pairs):
     with open(pairs[hf], "rb") as f:
       h.update(clip_name(hf).encode() + hashlib.sha1(f.read()).digest())
-  h.update(b"motions-v1")
+  h.update(f"motions-v2 drift {drift_sigma_s:g}".encode())
   return "m" + h.hexdigest()[:11]
 
 
@@ -266,9 +272,10 @@ def curation_metrics(robot, motion, cfg: CurationConfig) -> dict:
 
 
 def build_clip(task, robot_spec: str, noisy_copies: int, cfg: CurationConfig,
-               robot_motions: dict[str, str] | None = None) -> int:
-  """Retarget one clip (or load its robot motion from ``robot_motions[task.input]``), measure it,
-  compute its features; write ``task.output`` (.npz). Frames."""
+               robot_motions: dict[str, str] | None = None, drift_sigma_s: float = 0.0) -> int:
+  """Retarget one clip (or load its robot motion from ``robot_motions[task.input]``, its slow root
+  drift from the human path removed when ``drift_sigma_s`` > 0), measure it, compute its features;
+  write ``task.output`` (.npz). Frames."""
   from humanoid_retarget.eval.metrics import evaluate_motion
   from humanoid_retarget.human.load import load_human
   from humanoid_retarget.io.motion import save_npz_atomic
@@ -284,9 +291,13 @@ def build_clip(task, robot_spec: str, noisy_copies: int, cfg: CurationConfig,
     human = human.slice(0, motion.num_frames)
   else:
     motion = retarget_kinematic(human, robot)
+  hf, frame = human_features(human.positions, FPS)
+  if robot_motions and drift_sigma_s > 0:
+    shift = np.zeros((motion.num_frames, 3))
+    shift[:, :2] = root_drift(robot, motion.root_pos, frame, drift_sigma_s * FPS)
+    motion = replace(motion, root_pos=motion.root_pos - shift, body_pos_w=motion.body_pos_w - shift[:, None])
   m = evaluate_motion(robot, motion, human, clip=clip_name(task.input)).as_dict()
   m.update(curation_metrics(robot, motion, cfg))
-  hf, frame = human_features(human.positions, FPS)
   rf = robot_features(robot, motion, frame)
   seed = int(hashlib.sha1(clip_name(task.input).encode()).hexdigest()[:8], 16)
   rng = np.random.default_rng(seed)
@@ -345,7 +356,7 @@ def build_dataset(cfg: BuildConfig) -> dict:
       raise ValueError(f"no robot motion in {cfg.robot_motions} matches a human clip (by stem or source)")
     unmatched = [clip_name(f) for f in files if f not in pairs]
     files = [f for f in files if f in pairs]
-    key, commit = robot_motions_key(pairs), "robot-motions"
+    key, commit = robot_motions_key(pairs, cfg.drift_sigma_s), "robot-motions"
   else:
     key = retargeter_key()
     commit = retargeter_commit()  # before the clips run: the code the workers use
@@ -353,7 +364,7 @@ def build_dataset(cfg: BuildConfig) -> dict:
   tasks = [Task(f, os.path.join(cache, clip_name(f) + ".npz")) for f in files]
   t0 = time.perf_counter()
   fn = partial(build_clip, robot_spec=cfg.robot, noisy_copies=cfg.noisy_copies, cfg=cfg.curation,
-               robot_motions=pairs or None)
+               robot_motions=pairs or None, drift_sigma_s=cfg.drift_sigma_s)
   if cfg.executor == "ray":
     from humanoid_retarget.distributed import run_batch_ray
 

@@ -219,6 +219,25 @@ def robot_features(robot, motion, frame: HumanFrame) -> np.ndarray:
   return out.astype(np.float32)
 
 
+def root_drift(robot, root: np.ndarray, frame: HumanFrame, sigma_frames: float) -> np.ndarray:
+  """The slow horizontal drift (T, 2) m of a robot root from the scaled human root path.
+
+  A Gaussian low-pass (``sigma_frames``; the ends padded by point reflection, so a steady drift stays
+  a straight line up to the last frame) of ``root - scaled human root`` in x, y: what a
+  simulated robot loses or gains along a walk (metres over a clip), while the faster sway stays in the
+  difference. Subtracting it from the root (and every body) puts a physics motion back on the human's
+  path, as the kinematic retargeter and ``decode_robot`` place the root; then the ``offset`` feature
+  stays local (a few cm) instead of growing with the clip.
+
+  Args: root (T, 3) m; frame: the human's heading frame; sigma_frames > 0.
+  """
+  scale = robot_leg_length(robot) / frame.leg
+  d = np.asarray(root, dtype=np.float64)[:, :2] - frame.root[:, :2] * scale
+  n = int(np.ceil(4 * sigma_frames))
+  padded = np.pad(d, ((n, n), (0, 0)), mode="reflect", reflect_type="odd")
+  return gaussian_filter1d(padded, sigma_frames, axis=0, mode="nearest")[n:n + len(d)]
+
+
 def decode_robot(robot, feats: np.ndarray, frame: HumanFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Robot features (T, D) -> root position (T, 3), root rotation (T, 3, 3), joint angles (T, J).
 

@@ -40,6 +40,7 @@ class TrainConfig:
   """Training options (see ``humanoid-retarget train --help``)."""
 
   data: str = "data/pairs"
+  mix: list[str] = field(default_factory=list)
   out: str = "runs/neural"
   model: ModelConfig = field(default_factory=ModelConfig)
   epochs: int = 60
@@ -119,6 +120,14 @@ class WindowSet(torch.utils.data.Dataset):
     h, r, m = self.split.window(c, s, self.window, noisy)
     hc = h if noisy < 0 else self.split.window(c, s, self.window, -1)[0]
     return torch.from_numpy(h.copy()), torch.from_numpy(r.copy()), torch.from_numpy(m), torch.from_numpy(hc.copy())
+
+
+class MixedWindows(torch.utils.data.ConcatDataset):
+  """The training windows of several splits as one set (fine-tuning data plus ``mix`` datasets)."""
+
+  def set_epoch(self, epoch: int) -> None:
+    for d in self.datasets:
+      d.set_epoch(epoch)
 
 
 def set_seed(seed: int) -> None:
@@ -227,6 +236,14 @@ def train(cfg: TrainConfig) -> dict:
                      f"({mcfg.human_dim}, {mcfg.robot_dim})")
   weights = feature_weights(robot_dim)
   tset = WindowSet(train_split, mcfg.window, cfg.stride, cfg.noisy_prob, True, cfg.seed)
+  mix_splits = [PairSplit(os.path.join(d, "train")) for d in cfg.mix]
+  for d, sp in zip(cfg.mix, mix_splits):
+    if sp.robot.shape[1] != robot_dim or sp.human.shape[1] != HUMAN_DIM:
+      raise ValueError(f"{d}: feature sizes ({sp.human.shape[1]}, {sp.robot.shape[1]}) differ from {cfg.data}'s "
+                       f"({HUMAN_DIM}, {robot_dim})")
+  if mix_splits:
+    tset = MixedWindows([tset] + [WindowSet(sp, mcfg.window, cfg.stride, cfg.noisy_prob, True, cfg.seed + 1 + i)
+                                  for i, sp in enumerate(mix_splits)])
   vset = WindowSet(val_split, mcfg.window, mcfg.window, 0.0, False, cfg.seed)
   sampler = torch.utils.data.distributed.DistributedSampler(tset, world, rank, shuffle=True, seed=cfg.seed) if ddp else None
   g = torch.Generator()
@@ -257,7 +274,9 @@ def train(cfg: TrainConfig) -> dict:
     torch.set_rng_state(resume_ck["torch_rng"])
   if main:
     print(f"model {mcfg.arch} d{mcfg.d_model}x{mcfg.n_layers}: {count_parameters(model) / 1e6:.2f}M parameters; "
-          f"train {train_split.frames} frames ({len(train_split.names)} clips, {len(tset)} windows), "
+          f"train {train_split.frames} frames ({len(train_split.names)} clips"
+          + "".join(f" + {sp.frames} frames ({len(sp.names)} clips) of {d}" for d, sp in zip(cfg.mix, mix_splits))
+          + f", {len(tset)} windows), "
           f"val {val_split.frames} frames ({len(val_split.names)} clips); {cfg.epochs} epochs x {len(tl)} steps"
           + (f"; world {world}" if ddp else ""), file=sys.stderr)
   meta = {"dataset": os.path.abspath(cfg.data), "train_config": _jsonable(asdict(cfg))}
