@@ -452,6 +452,11 @@ def test_early_touchdown_time_warp(sim):
   tr.swing_adv[1] = 4  # the other foot's warp does not touch this one
   tr.swing_adv[0] = 0
   assert tr._fk(k0 + 2, 0) == (k0 + 2, 1.0)
+  # A swing that the reference never ends (the foot is still up at the last frame) stops on the last frame.
+  T = len(con)
+  tr.to_touchdown[k0:, 0] = T - np.arange(k0, T)
+  tr.lift_k[0], tr.swing_adv[0] = k0, 4
+  assert max(tr._fk(k, 0)[0] for k in range(k0, T)) == T - 1
 
 
 def test_settle_on_floor_puts_the_stance_foot_down(sim):

@@ -514,7 +514,8 @@ class WholeBodyQPTracker:
     if k >= td or dur <= adv:
       return k, 1.0
     rate = dur / (dur - adv)
-    return min(round(k0 + (k - k0) * rate), td), rate
+    # A swing that runs past the clip's end (no touchdown left: td = T) waits on the last frame.
+    return min(round(k0 + (k - k0) * rate), td, len(self.to_touchdown) - 1), rate
 
   def _map(self, p: np.ndarray) -> np.ndarray:
     return self.anchor_R @ p + self.anchor_t
