@@ -172,7 +172,7 @@ def match_robot_motions(human_files: list[str], robot_motions: list[str]) -> dic
   return out
 
 
-def robot_motions_key(pairs: dict[str, str], drift_sigma_s: float = 0.0) -> str:
+def robot_motions_key(pairs: dict[str, str], drift_sigma_s: float = BuildConfig.drift_sigma_s) -> str:
   """Cache key of a build from robot motions: the features' source, the matched files' contents and
   the drift filter."""
   from humanoid_retarget.neural import features
@@ -272,7 +272,8 @@ def curation_metrics(robot, motion, cfg: CurationConfig) -> dict:
 
 
 def build_clip(task, robot_spec: str, noisy_copies: int, cfg: CurationConfig,
-               robot_motions: dict[str, str] | None = None, drift_sigma_s: float = 0.0) -> int:
+               robot_motions: dict[str, str] | None = None,
+               drift_sigma_s: float = BuildConfig.drift_sigma_s) -> int:
   """Retarget one clip (or load its robot motion from ``robot_motions[task.input]``, its slow root
   drift from the human path removed when ``drift_sigma_s`` > 0), measure it, compute its features;
   write ``task.output`` (.npz). Frames."""
