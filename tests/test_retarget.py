@@ -104,3 +104,41 @@ def test_hold_stance_feet_removes_skate(g1, sample_bvh):
   free = ~m.contacts.any(axis=1)
   np.testing.assert_allclose(q2[free], q[free], atol=1e-9)
   assert np.abs(q2 - q).max() < 0.2
+
+
+def test_foot_frame_pointing_backwards_is_pitched_not_turned():
+  """A human foot whose toe points behind the pelvis (running swing, heel near the buttock) is pitched past
+  vertical with the pelvis heading, not turned round: its x axis is the ankle -> toe direction and its
+  y axis stays the pelvis's. Before, it was read as a foot turned 70 degrees with a slight pitch."""
+  from humanoid_retarget.retarget.targets import _foot_frames
+
+  yaw = np.radians(30.0)  # pelvis heading
+  Rp = Rotation.from_euler("z", yaw).as_matrix()[None]
+  fwd, left = Rp[0, :, 0], Rp[0, :, 1]
+  # Left foot: backwards and down (toe 10 cm behind, 5 cm below the ankle); right: forwards and down.
+  v = np.array([[-0.10 * fwd + [0, 0, -0.05], 0.10 * fwd + [0, 0, -0.05]]])
+  R = _foot_frames(v, np.zeros((1, 2), bool), np.zeros(2), Rp)[0]
+  for s in range(2):
+    np.testing.assert_allclose(R[s, :, 0], v[0, s] / np.linalg.norm(v[0, s]), atol=1e-9)
+    np.testing.assert_allclose(R[s, :, 1], left, atol=1e-9)
+  # Pitch about the foot's y axis: atan2(0.05, -0.10) = 153.4 deg backwards, atan2(0.05, 0.10) = 26.6 forwards.
+  pitch = np.degrees(np.arctan2(-R[:, 2, 0], R[:, :2, 0] @ fwd[:2]))
+  np.testing.assert_allclose(pitch, [153.43, 26.57], atol=0.01)
+
+
+def test_shared_run_swing_knee_folds(g1, shared_data):
+  """Running at 2.7 m/s: the swing foot comes up behind the body with the knee folded past 2 rad, the
+  stance knee stays bent and the pelvis follows its scaled target (before the foot-frame fix the swing
+  knee stayed below 1 rad at mid-stance and the body rose 10-20 cm to chase the swing foot)."""
+  hm = load_bvh(shared_data / "bandai2" / "dataset-2_run_normal_002.bvh")
+  t = build_targets(hm, g1)
+  m = retarget_kinematic(hm, g1)
+  knees = [m.joint_names.index(f"{s}_knee_joint") for s in ("left", "right")]
+  assert m.dof_pos[:, knees].max(axis=0).min() > 2.0
+  assert np.median(m.dof_pos[:, knees][m.contacts]) > 0.25  # stance knees bent (before: 0.04 rad, straight)
+  # The root link's point sits a fixed 13 cm below the root origin when standing: the solved root keeps
+  # that offset from its target within a few centimetres over the whole clip.
+  off = m.root_pos[:, 2] - t.pos[:, 0, 2]
+  assert off.std() < 0.02 and off.max() - off.min() < 0.08
+  r = _check_bars(g1, m, hm, kp_max=6.0)
+  assert r.foot_skate_cms < 2.0

@@ -711,9 +711,12 @@ class _FrameTargets:
     yaw_p = math.atan2(Rp[1, 0], Rp[0, 0])
     d = math.atan2(v[1], v[0]) - yaw_p
     rel = math.atan2(math.sin(d), math.cos(d))
+    back = math.cos(rel) < 0.0  # toe behind the pelvis: pitched past vertical, not turned round
+    if back:
+      rel = math.atan2(-math.sin(rel), -math.cos(rel))
     conf = min(max((h / n - 0.3) / 0.4, 0.0), 1.0)
     rel = min(max(rel, -self._LIMIT), self._LIMIT) * conf
-    pitch = 0.0 if contact else math.atan2(-v[2], h) - pitch_ref
+    pitch = 0.0 if contact else math.atan2(-v[2], -h if back else h) - pitch_ref
     return _rz_ry(yaw_p + rel, pitch)
 
   def __call__(self, P: np.ndarray, contacts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

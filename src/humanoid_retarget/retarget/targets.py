@@ -75,8 +75,11 @@ def foot_pitch_ref(pitch: np.ndarray, contacts: np.ndarray) -> float:
 def _foot_frames(v: np.ndarray, contacts: np.ndarray, pitch_ref: np.ndarray, pelvis_R: np.ndarray) -> np.ndarray:
   """Human foot frames: yaw and pitch from ankle -> toe, pitch relative to the standing foot.
 
-  The yaw is taken relative to the pelvis heading, wrapped, limited to +-70 degrees (a foot cannot point
-  backwards), and eased back to the pelvis heading when the foot is near vertical (yaw ill-defined).
+  The yaw is taken relative to the pelvis heading, wrapped, limited to +-70 degrees (a foot cannot turn
+  further), and eased back to the pelvis heading when the foot is near vertical (yaw ill-defined). A foot
+  whose toe points behind the pelvis (a running swing with the heel near the buttock, a kick back) is
+  pitched past vertical, not turned round: yaw near the heading, pitch beyond 90 degrees. Read as a turned
+  foot, its frame would force the shin upright and keep the knee from folding.
 
   Args: v: (T, 2, 3) ankle -> toe, left and right; contacts: (T, 2); pitch_ref: (2,); pelvis_R: (T, 3, 3).
   Returns: (T, 2, 3, 3).
@@ -85,10 +88,12 @@ def _foot_frames(v: np.ndarray, contacts: np.ndarray, pitch_ref: np.ndarray, pel
   n = np.maximum(norm(v), 1e-9)
   yaw_p = np.arctan2(pelvis_R[:, 1, 0], pelvis_R[:, 0, 0])[:, None]
   rel = np.angle(np.exp(1j * (np.arctan2(v[..., 1], v[..., 0]) - yaw_p)))
+  back = np.cos(rel) < 0.0
+  rel = np.where(back, np.angle(np.exp(1j * (rel - np.pi))), rel)
   conf = np.clip((h / n - 0.3) / 0.4, 0.0, 1.0)
   rel = np.clip(rel, -np.radians(70), np.radians(70)) * conf
   yaw = yaw_p + rel
-  pitch = np.arctan2(-v[..., 2], h) - pitch_ref
+  pitch = np.arctan2(-v[..., 2], np.where(back, -h, h)) - pitch_ref
   pitch = np.where(contacts, 0.0, pitch)
   return euler_matrices(np.stack([yaw, pitch], -1), "ZY")
 
