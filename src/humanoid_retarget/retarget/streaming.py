@@ -43,7 +43,7 @@ from humanoid_retarget.human.motion import NUM_JOINTS, HumanMotion, J
 from humanoid_retarget.human.skeleton import fill_missing
 from humanoid_retarget.io.bvh import BvhData, parse_bvh, with_ancestors
 from humanoid_retarget.retarget.kinematic import KinematicConfig, _push_apart, collision_pairs, foot_lowest, solve
-from humanoid_retarget.retarget.targets import Targets, build_targets
+from humanoid_retarget.retarget.targets import Targets, _fit_leg_reach, build_targets
 from humanoid_retarget.robot.config import Robot
 from humanoid_retarget.robot.collision import capsule_distance
 from humanoid_retarget.robot.model import RobotModel
@@ -72,6 +72,9 @@ class StreamConfig:
     rate_in_solve: the joint rate limit (against the last output) is enforced inside the solver's
       iterations (fast path), as offline from ``rate_from``, so the root and the other joints re-fit to
       it; it is applied to the result in any case.
+    reach_after_pin: the leg-reach fit runs again on the pinned targets (fast path), as offline where feet
+      are pinned before it: a stance foot pinned behind a running body lowers the body instead of being
+      pulled out of its pin (which made live runs skate at toe-off).
     pin_at_robot_foot: a foot entering contact is pinned where the robot's foot is (the last output), so
       holding it needs no motion; False pins it at its current target.
     contact_settle_s: a foot enters contact only if its low point was slow (below the contact entry
@@ -95,6 +98,7 @@ class StreamConfig:
   pin_xy_at_contact: bool = True
   pin_at_robot_foot: bool = True
   rate_in_solve: bool = True
+  reach_after_pin: bool = True
 
 
 @dataclass
@@ -331,11 +335,19 @@ class StreamingRetargeter:
       if self._solver is not None:
         tpos, trot = self._ft(P, c)
         self._pin_feet(tpos, self._calib.sole_height, c)
+        if self.cfg.reach_after_pin:
+          self._ft.fit_reach(tpos, c)  # as offline: a pinned foot left behind lowers the body first
         root_pos, root_rot, q = self._solver.solve(tpos, trot, c, self.q,
                                                    self.step if self.cfg.rate_in_solve else None)
       else:
         tg = build_targets(h, self.live, self.tcfg, calib=self._calib, contacts=c[None])
         self._pin_feet(tg.pos[0], tg.sole_height, c)
+        if self.cfg.reach_after_pin:
+          links = self.live.config.links
+          feet = {side: k for side in ("left", "right") for k, lk in enumerate(links)
+                  if lk.orientation == f"{side}_foot"}
+          _fit_leg_reach(tg.pos, links, {lk.name: k for k, lk in enumerate(links)}, feet, c[None], self.live,
+                         self.fps)
         q_init = None if self.q is None else self.q[None]
         root_pos, root_rot, q, _ = solve(tg, self.live, self.fps, self.kcfg, q_init=q_init)
         root_pos, root_rot, q = root_pos[0], root_rot[0], q[0]
@@ -764,7 +776,13 @@ class _FrameTargets:
       pos[kr] -= 0.5 * push * y
     for side, k in feet.items():
       pos[k, 2] = max(pos[k, 2], -float((rot[k, 2] @ self.sole_pts[side]).min()))
-    # ``_fit_leg_reach`` for one frame (its temporal filters are the identity on one frame).
+    self.fit_reach(pos, contacts)
+    return pos, rot
+
+  def fit_reach(self, pos: np.ndarray, contacts: np.ndarray) -> None:
+    """``_fit_leg_reach`` for one frame (its temporal filters are the identity on one frame), in place on
+    ``pos`` (L, 3): the body lowered where a stance foot is beyond its leg's reach, then any foot still out of
+    reach pulled in. A no-op on targets it has already fitted."""
     drop = 0.0
     for s, k, ka, reach in self.legs:
       v = pos[ka] - pos[k]
@@ -776,7 +794,6 @@ class _FrameTargets:
     for s, k, ka, reach in self.legs:
       v = pos[ka] - pos[k]
       pos[ka] = pos[k] + v * min(1.0, reach / max(math.sqrt(v @ v), 1e-9))
-    return pos, rot
 
 
 def _rotvec(R: np.ndarray, quat: np.ndarray) -> np.ndarray:
