@@ -43,7 +43,7 @@ from humanoid_retarget.human.motion import NUM_JOINTS, HumanMotion, J
 from humanoid_retarget.human.skeleton import fill_missing
 from humanoid_retarget.io.bvh import BvhData, parse_bvh, with_ancestors
 from humanoid_retarget.retarget.kinematic import KinematicConfig, _push_apart, collision_pairs, foot_lowest, solve
-from humanoid_retarget.retarget.targets import Targets, _fit_leg_reach, build_targets
+from humanoid_retarget.retarget.targets import Targets, build_targets
 from humanoid_retarget.robot.config import Robot
 from humanoid_retarget.robot.collision import capsule_distance
 from humanoid_retarget.robot.model import RobotModel
@@ -75,6 +75,9 @@ class StreamConfig:
     reach_after_pin: the leg-reach fit runs again on the pinned targets (fast path), as offline where feet
       are pinned before it: a stance foot pinned behind a running body lowers the body instead of being
       pulled out of its pin (which made live runs skate at toe-off).
+    reach_drop_rate: m/s, how fast that extra lowering may grow or shrink. Unlimited, the body jumped by up
+      to 7 cm in one frame at 120 Hz and walking skated more (17 against 10 cm/s); 0.25-2 m/s all help,
+      1 m/s skated least on the shared walks (bench_stream clips and two more, 0.2-5.3 cm/s).
     pin_at_robot_foot: a foot entering contact is pinned where the robot's foot is (the last output), so
       holding it needs no motion; False pins it at its current target.
     contact_settle_s: a foot enters contact only if its low point was slow (below the contact entry
@@ -99,6 +102,7 @@ class StreamConfig:
   pin_at_robot_foot: bool = True
   rate_in_solve: bool = True
   reach_after_pin: bool = True
+  reach_drop_rate: float = 1.0
 
 
 @dataclass
@@ -256,6 +260,8 @@ class StreamingRetargeter:
     self._meta: collections.deque = collections.deque()
     self._contact = [False, False]
     self._foot_now: list[np.ndarray | None] = [None, None]
+    self._legs: tuple | None = None
+    self._drop = 0.0
     self._stand_h = (0.0, 0.0)
     self._pin: list[dict] = [{"anchor": None, "delta": np.zeros(3), "release": np.zeros(3), "age": 0, "since": 10**9}
                              for _ in range(2)]
@@ -335,19 +341,13 @@ class StreamingRetargeter:
       if self._solver is not None:
         tpos, trot = self._ft(P, c)
         self._pin_feet(tpos, self._calib.sole_height, c)
-        if self.cfg.reach_after_pin:
-          self._ft.fit_reach(tpos, c)  # as offline: a pinned foot left behind lowers the body first
+        self._reach_after_pin(tpos, c)
         root_pos, root_rot, q = self._solver.solve(tpos, trot, c, self.q,
                                                    self.step if self.cfg.rate_in_solve else None)
       else:
         tg = build_targets(h, self.live, self.tcfg, calib=self._calib, contacts=c[None])
         self._pin_feet(tg.pos[0], tg.sole_height, c)
-        if self.cfg.reach_after_pin:
-          links = self.live.config.links
-          feet = {side: k for side in ("left", "right") for k, lk in enumerate(links)
-                  if lk.orientation == f"{side}_foot"}
-          _fit_leg_reach(tg.pos, links, {lk.name: k for k, lk in enumerate(links)}, feet, c[None], self.live,
-                         self.fps)
+        self._reach_after_pin(tg.pos[0], c)
         q_init = None if self.q is None else self.q[None]
         root_pos, root_rot, q, _ = solve(tg, self.live, self.fps, self.kcfg, q_init=q_init)
         root_pos, root_rot, q = root_pos[0], root_rot[0], q[0]
@@ -439,6 +439,21 @@ class StreamingRetargeter:
         else:
           st["delta"] = np.zeros(3)
       pos[k] = p + st["delta"]
+
+  def _reach_after_pin(self, pos: np.ndarray, c: np.ndarray) -> None:
+    """The leg-reach fit again on the pinned targets ``pos`` (L, 3), in place, as offline where feet are
+    pinned before it: a stance foot pinned behind a running body lowers the body instead of being pulled out
+    of its pin. The extra lowering is rate-limited (``reach_drop_rate``, m/s; offline it is smoothed over
+    0.1 s, which a live stream cannot look ahead for); what it cannot yet cover pulls the foot in."""
+    if not self.cfg.reach_after_pin:
+      return
+    if self._legs is None:
+      self._legs = _leg_table(self.live)
+    legs, not_feet = self._legs
+    step = self.cfg.reach_drop_rate / self.fps
+    need = _reach_drop(pos, legs, c)
+    self._drop = float(np.clip(need, self._drop - step, self._drop + step))
+    _apply_reach(pos, legs, not_feet, max(self._drop, 0.0))
 
   def _floor(self, root_pos: np.ndarray, root_rot: np.ndarray, q: np.ndarray, c: np.ndarray) -> float:
     """Causal floor correction: the root shift that puts the lowest stance foot on the floor (held
@@ -707,14 +722,7 @@ class _FrameTargets:
     self.sep = robot.config.min_foot_separation
     self.sep_k = 0 if links[0].orientation != "none" else -1
     self.sole_pts = {side: np.ascontiguousarray(robot.foot_points[side].T) for side in self.feet}
-    self.legs = []
-    for s, side in enumerate(("left", "right")):
-      if side in self.feet:
-        ka = k = self.feet[side]
-        while links[k].mode == "bone" and links[k].parent:
-          k = index[links[k].parent]
-        self.legs.append((s, k, ka, 0.985 * robot.chain_reach(k, ka)))
-    self.not_feet = np.array([k for k in range(L) if k not in set(self.feet.values())], dtype=np.int64)
+    self.legs, self.not_feet = _leg_table(robot)
 
   def _foot_frame(self, P: np.ndarray, side: str, contact: bool, pitch_ref: float, Rp: np.ndarray) -> np.ndarray:
     v = P[J(f"{side}_foot")] - P[J(f"{side}_ankle")]
@@ -783,17 +791,48 @@ class _FrameTargets:
     """``_fit_leg_reach`` for one frame (its temporal filters are the identity on one frame), in place on
     ``pos`` (L, 3): the body lowered where a stance foot is beyond its leg's reach, then any foot still out of
     reach pulled in. A no-op on targets it has already fitted."""
-    drop = 0.0
-    for s, k, ka, reach in self.legs:
-      v = pos[ka] - pos[k]
-      need = -v[2] - math.sqrt(max(reach * reach - v[0] * v[0] - v[1] * v[1], 0.0))
-      if contacts[s]:
-        drop = max(drop, need)
-    if drop > 0:
-      pos[self.not_feet, 2] -= drop
-    for s, k, ka, reach in self.legs:
-      v = pos[ka] - pos[k]
-      pos[ka] = pos[k] + v * min(1.0, reach / max(math.sqrt(v @ v), 1e-9))
+    _apply_reach(pos, self.legs, self.not_feet, _reach_drop(pos, self.legs, contacts))
+
+
+def _leg_table(robot: Robot) -> tuple[list[tuple[int, int, int, float]], np.ndarray]:
+  """Per leg (side, hip link, ankle link, 0.985 x reach) and the links that are not feet, as
+  ``_fit_leg_reach`` finds them."""
+  links = robot.config.links
+  index = {lk.name: k for k, lk in enumerate(links)}
+  feet = {}
+  for side in ("left", "right"):
+    ks = [k for k, lk in enumerate(links) if lk.orientation == f"{side}_foot"]
+    if ks:
+      feet[side] = ks[0]
+  legs = []
+  for s, side in enumerate(("left", "right")):
+    if side in feet:
+      ka = k = feet[side]
+      while links[k].mode == "bone" and links[k].parent:
+        k = index[links[k].parent]
+      legs.append((s, k, ka, 0.985 * robot.chain_reach(k, ka)))
+  not_feet = np.array([k for k in range(len(links)) if k not in set(feet.values())], dtype=np.int64)
+  return legs, not_feet
+
+
+def _reach_drop(pos: np.ndarray, legs: list, contacts: np.ndarray) -> float:
+  """How far the body must come down so every stance foot of ``pos`` (L, 3) is within its leg's reach."""
+  drop = 0.0
+  for s, k, ka, reach in legs:
+    v = pos[ka] - pos[k]
+    need = -v[2] - math.sqrt(max(reach * reach - v[0] * v[0] - v[1] * v[1], 0.0))
+    if contacts[s]:
+      drop = max(drop, need)
+  return drop
+
+
+def _apply_reach(pos: np.ndarray, legs: list, not_feet: np.ndarray, drop: float) -> None:
+  """Lower the body by ``drop`` and pull any foot still out of reach in towards its hip, in place."""
+  if drop > 0:
+    pos[not_feet, 2] -= drop
+  for s, k, ka, reach in legs:
+    v = pos[ka] - pos[k]
+    pos[ka] = pos[k] + v * min(1.0, reach / max(math.sqrt(v @ v), 1e-9))
 
 
 def _rotvec(R: np.ndarray, quat: np.ndarray) -> np.ndarray:
