@@ -784,14 +784,9 @@ class _FrameTargets:
       pos[kr] -= 0.5 * push * y
     for side, k in feet.items():
       pos[k, 2] = max(pos[k, 2], -float((rot[k, 2] @ self.sole_pts[side]).min()))
-    self.fit_reach(pos, contacts)
-    return pos, rot
-
-  def fit_reach(self, pos: np.ndarray, contacts: np.ndarray) -> None:
-    """``_fit_leg_reach`` for one frame (its temporal filters are the identity on one frame), in place on
-    ``pos`` (L, 3): the body lowered where a stance foot is beyond its leg's reach, then any foot still out of
-    reach pulled in. A no-op on targets it has already fitted."""
+    # ``_fit_leg_reach`` for one frame (its temporal filters are the identity on one frame).
     _apply_reach(pos, self.legs, self.not_feet, _reach_drop(pos, self.legs, contacts))
+    return pos, rot
 
 
 def _leg_table(robot: Robot) -> tuple[list[tuple[int, int, int, float]], np.ndarray]:
