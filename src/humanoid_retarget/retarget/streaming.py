@@ -43,7 +43,7 @@ from humanoid_retarget.human.motion import NUM_JOINTS, HumanMotion, J
 from humanoid_retarget.human.skeleton import fill_missing
 from humanoid_retarget.io.bvh import BvhData, parse_bvh, with_ancestors
 from humanoid_retarget.retarget.kinematic import KinematicConfig, _push_apart, collision_pairs, foot_lowest, solve
-from humanoid_retarget.retarget.targets import Targets, build_targets
+from humanoid_retarget.retarget.targets import Targets, build_targets, foot_links, leg_chains
 from humanoid_retarget.robot.config import Robot
 from humanoid_retarget.robot.collision import capsule_distance
 from humanoid_retarget.robot.model import RobotModel
@@ -714,11 +714,7 @@ class _FrameTargets:
         gk = index.get(links[pk].parent, -1) if links[pk].mode == "bone" else -1
         reach = 0.995 * robot.chain_reach(gk, k) if gk >= 0 else 0.0
         self.plan.append(("bone", k, pk, -1, None, gk, reach))
-    self.feet = {}
-    for side in ("left", "right"):
-      ks = [k for k, lk in enumerate(links) if lk.orientation == f"{side}_foot"]
-      if ks:
-        self.feet[side] = ks[0]
+    self.feet = foot_links(robot)
     self.sep = robot.config.min_foot_separation
     self.sep_k = 0 if links[0].orientation != "none" else -1
     self.sole_pts = {side: np.ascontiguousarray(robot.foot_points[side].T) for side in self.feet}
@@ -791,23 +787,10 @@ class _FrameTargets:
 
 def _leg_table(robot: Robot) -> tuple[list[tuple[int, int, int, float]], np.ndarray]:
   """Per leg (side, hip link, ankle link, 0.985 x reach) and the links that are not feet, as
-  ``_fit_leg_reach`` finds them."""
-  links = robot.config.links
-  index = {lk.name: k for k, lk in enumerate(links)}
-  feet = {}
-  for side in ("left", "right"):
-    ks = [k for k, lk in enumerate(links) if lk.orientation == f"{side}_foot"]
-    if ks:
-      feet[side] = ks[0]
-  legs = []
-  for s, side in enumerate(("left", "right")):
-    if side in feet:
-      ka = k = feet[side]
-      while links[k].mode == "bone" and links[k].parent:
-        k = index[links[k].parent]
-      legs.append((s, k, ka, 0.985 * robot.chain_reach(k, ka)))
-  not_feet = np.array([k for k in range(len(links)) if k not in set(feet.values())], dtype=np.int64)
-  return legs, not_feet
+  ``_fit_leg_reach`` uses them."""
+  feet = set(foot_links(robot).values())
+  not_feet = np.array([k for k in range(len(robot.config.links)) if k not in feet], dtype=np.int64)
+  return leg_chains(robot), not_feet
 
 
 def _reach_drop(pos: np.ndarray, legs: list, contacts: np.ndarray) -> float:

@@ -190,11 +190,7 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
         pos[:, k] = pos[:, gk] + v * np.minimum(1.0, reach / np.maximum(n, 1e-9))
   raw = pos.copy()
   # Feet: separation, floor, pinning.
-  feet = {}
-  for s, side in enumerate(("left", "right")):
-    ks = [k for k, lk in enumerate(links) if lk.orientation == f"{side}_foot"]
-    if ks:
-      feet[side] = ks[0]
+  feet = foot_links(robot)
   if "left" in feet and "right" in feet and robot.config.min_foot_separation > 0:
     y = rot[:, index[links[0].name], :, 1] if links[0].orientation != "none" else frames["pelvis"][:, :, 1]
     y = y.copy()
@@ -235,29 +231,47 @@ def build_targets(human: HumanMotion, robot: Robot, cfg: TargetConfig = TargetCo
             weight[b - 1 + i] = w
       pos[:, k] += delta
     pos[:, k, 2] = np.maximum(pos[:, k, 2], min_z)
-  _fit_leg_reach(pos, links, index, feet, contacts, robot, human.fps)
+  _fit_leg_reach(pos, contacts, robot, human.fps)
   return Targets(pos=pos, rot=rot, raw_pos=raw, contacts=contacts, scale=scale, root_scale=root_scale,
                  sole_height=sole, ankle_height=float(ank_h), foot_pitch=(float(pitch[0]), float(pitch[1])))
 
 
-def _fit_leg_reach(pos: np.ndarray, links, index: dict, feet: dict, contacts: np.ndarray, robot: Robot,
-                   fps: float) -> None:
+def foot_links(robot: Robot) -> dict[str, int]:
+  """The link that carries each foot's orientation ("left" / "right" -> link index), where the config has one."""
+  links = robot.config.links
+  feet = {}
+  for side in ("left", "right"):
+    ks = [k for k, lk in enumerate(links) if lk.orientation == f"{side}_foot"]
+    if ks:
+      feet[side] = ks[0]
+  return feet
+
+
+def leg_chains(robot: Robot) -> list[tuple[int, int, int, float]]:
+  """Per leg with a foot link: (side 0/1, hip link, ankle link, 0.985 x the leg's reach). The hip is the
+  first non-bone link above the ankle's chain."""
+  links = robot.config.links
+  index = {lk.name: k for k, lk in enumerate(links)}
+  legs = []
+  for s, side in enumerate(("left", "right")):
+    ka = foot_links(robot).get(side)
+    if ka is None:
+      continue
+    k = ka
+    while links[k].mode == "bone" and links[k].parent:
+      k = index[links[k].parent]
+    legs.append((s, k, ka, 0.985 * robot.chain_reach(k, ka)))
+  return legs
+
+
+def _fit_leg_reach(pos: np.ndarray, contacts: np.ndarray, robot: Robot, fps: float) -> None:
   """Make pinned feet reachable: lower the body where a stance foot lies beyond the leg's reach from
   its hip (as a person bends the knees on a wide stance), then pull any still-unreachable foot target
   in towards its hip. ``pos`` (T, L, 3) is modified in place."""
   T = pos.shape[0]
   drop = np.zeros(T)
-  legs = []
-  for s, side in enumerate(("left", "right")):
-    if side not in feet:
-      continue
-    ka = feet[side]
-    # The hip is the first 'rigid' ancestor of the ankle's chain.
-    k = ka
-    while links[k].mode == "bone" and links[k].parent:
-      k = index[links[k].parent]
-    reach = 0.985 * robot.chain_reach(k, ka)
-    legs.append((s, k, ka, reach))
+  legs = leg_chains(robot)
+  for s, k, ka, reach in legs:
     v = pos[:, ka] - pos[:, k]
     horiz2 = np.sum(v[:, :2] ** 2, axis=-1)
     vert = -v[:, 2]
@@ -269,8 +283,8 @@ def _fit_leg_reach(pos: np.ndarray, links, index: dict, feet: dict, contacts: np
 
     w = max(int(round(0.1 * fps)), 1)
     drop = gaussian_filter1d(maximum_filter1d(drop, 2 * w + 1, mode="nearest"), w / 2.0, mode="nearest")
-    foot_ks = set(feet.values())
-    for k in range(len(links)):
+    foot_ks = set(foot_links(robot).values())
+    for k in range(pos.shape[1]):
       if k not in foot_ks:
         pos[:, k, 2] -= drop
   for s, k, ka, reach in legs:
